@@ -1,0 +1,16 @@
+{
+    "name": "Celery Task",
+    "summary": "Run decorated ORM methods in the background on Celery workers",
+    "version": "18.0.1.0.0",
+    "category": "Technical",
+    "license": "LGPL-3",
+    "author": "celery_task developers",
+    "depends": ["base"],
+    "external_dependencies": {"python": ["celery", "kombu", "redis"]},
+    "data": [
+        "security/celery_task_security.xml",
+        "security/ir.model.access.csv",
+    ],
+    "installable": True,
+    "application": False,
+}

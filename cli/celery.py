@@ -1,0 +1,16 @@
+"""``odoo-bin --addons-path=... celery [-c odoo.conf] worker -Q queue ...``."""
+
+import sys
+
+from odoo.cli import Command
+
+
+class Celery(Command):
+    """Run a Celery worker, beat, or any celery sub-command with the Odoo registry loaded"""
+
+    name = "celery"
+
+    def run(self, args):
+        from ..worker_bootstrap import main
+
+        sys.exit(main(args))

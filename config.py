@@ -1,0 +1,106 @@
+"""Celery settings read from odoo.conf ``[options]``, each overridable by an environment variable.
+
+``celery_<setting> = value`` in odoo.conf, or ``ODOO_CELERY_<SETTING>`` in the environment,
+sets Celery's ``<setting>``; values are parsed as Python/JSON literals when they look like one.
+A few of our own options (``enable_celery_task``, relay and retry knobs) are read the same way.
+"""
+
+import ast
+import logging
+import os
+
+from odoo.tools import config as odoo_config
+
+_logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "ODOO_CELERY_"
+CONF_PREFIX = "celery_"
+
+ALIASES = {
+    "backend_url": "result_backend",
+    "default_queue": "task_default_queue",
+}
+
+ADDON_OPTIONS = {
+    "relay_interval": 5.0,
+    "relay_delay": 10.0,
+    "concurrency_retries": 5,
+    "concurrency_backoff": 0.1,
+}
+
+DEFAULTS = {
+    "broker_url": "redis://127.0.0.1:6379/0",
+    "result_backend": "redis://127.0.0.1:6379/1",
+    "task_default_queue": "celery",
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "event_serializer": "json",
+    "result_accept_content": ["json"],
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "task_track_started": True,
+    "worker_prefetch_multiplier": 1,
+    "worker_send_task_events": True,
+    "task_send_sent_event": True,
+    "broker_connection_retry_on_startup": True,
+    "result_extended": True,
+}
+
+
+def parse_value(raw):
+    """Turn an ini/env string into the Python value Celery expects."""
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    if lowered in ("none", "null", ""):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _raw_options():
+    """Every ``celery_*`` key from odoo.conf, then from the environment (which wins)."""
+    found = {}
+    for key, value in odoo_config.options.items():
+        if key.startswith(CONF_PREFIX) and value is not None:
+            found[key[len(CONF_PREFIX) :]] = value
+    for key, value in os.environ.items():
+        if key.startswith(ENV_PREFIX):
+            found[key[len(ENV_PREFIX) :].lower()] = value
+    return {ALIASES.get(key, key): parse_value(value) for key, value in found.items()}
+
+
+def celery_settings():
+    """The Celery configuration: our defaults, then odoo.conf, then the environment."""
+    settings = dict(DEFAULTS)
+    settings.update({k: v for k, v in _raw_options().items() if k not in ADDON_OPTIONS})
+    return settings
+
+
+def addon_option(name):
+    """One of this addon's own knobs (relay, concurrency retries)."""
+    value = _raw_options().get(name, ADDON_OPTIONS[name])
+    return type(ADDON_OPTIONS[name])(value)
+
+
+def async_enabled():
+    """``enable_celery_task`` (env ``ODOO_ENABLE_CELERY_TASK``); off means decorated calls run inline."""
+    raw = os.environ.get("ODOO_ENABLE_CELERY_TASK", odoo_config.get("enable_celery_task", False))
+    return bool(parse_value(raw))
+
+
+
+def served_databases():
+    """The databases a worker serves: ``db_name`` from the config, comma-separated."""
+    names = odoo_config.get("db_name") or ""
+    if isinstance(names, (list, tuple)):
+        names = ",".join(names)
+    return [name.strip() for name in names.split(",") if name.strip()]

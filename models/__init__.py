@@ -1,0 +1,1 @@
+from . import celery_task, celery_task_progress

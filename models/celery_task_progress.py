@@ -1,0 +1,22 @@
+"""Live progress of a running task, kept apart from the task row.
+
+The worker commits the method's effects and the task's final state in one transaction; progress
+is written meanwhile from another connection, so it must not touch the row that transaction
+updates at its end.
+"""
+
+from odoo import fields, models
+
+
+class CeleryTaskProgress(models.Model):
+    _name = "celery.task.progress"
+    _description = "Celery Task Progress"
+
+    task_id = fields.Many2one("celery.task", required=True, ondelete="cascade", index=True)
+    state = fields.Char()
+    current = fields.Float()
+    total = fields.Float()
+    message = fields.Char()
+    meta = fields.Text()
+
+    _sql_constraints = [("task_unique", "unique(task_id)", "One progress row per task.")]

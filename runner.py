@@ -1,0 +1,372 @@
+"""Worker side: claim the task record, rebuild the caller's environment, run, commit, record.
+
+Exactly once: a session advisory lock on the record (released when the process dies) keeps two
+workers from running one task; the method's effects and the record's final state are committed
+in one transaction, so a task whose worker died mid-run runs again and its effects exist once.
+"""
+
+import contextlib
+import contextvars
+import json
+import logging
+import random
+import time
+import traceback
+
+from celery.exceptions import Ignore, Reject, Retry
+from psycopg2 import errors as pg_errors
+
+from odoo import api
+from odoo.modules.registry import Registry
+
+from . import config, serialization, task_specs
+from .exceptions import (
+    BadArguments,
+    InactiveUser,
+    MalformedMessage,
+    NotATask,
+    RecordsGone,
+    RetryableError,
+    UnknownTask,
+    UnservedDatabase,
+)
+
+_logger = logging.getLogger(__name__)
+
+LOCK_CLASS = 0x0CE1  # advisory-lock namespace: (LOCK_CLASS, task record id)
+FINAL_STATES = ("done", "failed", "cancelled")
+CONCURRENCY_ERRORS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors.LockNotAvailable)
+NOW_UTC = "(now() AT TIME ZONE 'UTC')"
+
+_progress_target = contextvars.ContextVar("celery_task_progress_target", default=None)
+
+SELECT_TASK = "SELECT id, uuid, name, state FROM celery_task WHERE id = %s"
+
+CLAIM_TASK = f"""
+    UPDATE celery_task
+       SET state = 'started', attempts = attempts + 1, started_at = {NOW_UTC},
+           sent_at = COALESCE(sent_at, {NOW_UTC}), worker_host = %(host)s, write_date = {NOW_UTC}
+     WHERE id = %(id)s AND state IN ('pending', 'retry', 'started')
+ RETURNING id, uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
+           call_repr, queue, attempts,
+           (SELECT login FROM res_users WHERE res_users.id = celery_task.user_id) AS login
+"""
+
+FINISH_TASK = f"""
+    UPDATE celery_task
+       SET state = %(state)s, done_at = {NOW_UTC}, write_date = {NOW_UTC}, result = %(result)s,
+           exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
+     WHERE id = %(id)s
+"""
+
+MIRROR_TASK = f"""
+    INSERT INTO celery_task (
+        uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context, call_repr,
+        queue, state, attempts, started_at, done_at, result, create_uid, create_date, write_uid, write_date
+    ) VALUES (
+        %(uuid)s, %(name)s, %(dbname)s, %(user_id)s, %(model_name)s, %(method_name)s, %(record_ids)s,
+        %(args)s, %(context)s, %(call_repr)s, %(queue)s, 'done', %(attempts)s, {NOW_UTC}, {NOW_UTC},
+        %(result)s, %(user_id)s, {NOW_UTC}, %(user_id)s, {NOW_UTC}
+    )
+"""
+
+RETRY_TASK = f"""
+    UPDATE celery_task
+       SET state = 'retry', eta = {NOW_UTC} + make_interval(secs => %(countdown)s), sent_at = {NOW_UTC},
+           write_date = {NOW_UTC}, exc_type = %(exc_type)s, exc_message = %(exc_message)s,
+           traceback = %(traceback)s
+     WHERE id = %(id)s
+"""
+
+FAIL_UNFINISHED = FINISH_TASK.replace("WHERE id = %(id)s", "WHERE id = %(id)s AND state NOT IN ('done', 'cancelled')")
+
+UPSERT_PROGRESS = f"""
+    INSERT INTO celery_task_progress (task_id, state, current, total, message, meta,
+                                      create_date, write_date)
+    VALUES (%(id)s, %(state)s, %(current)s, %(total)s, %(message)s, %(meta)s, {NOW_UTC}, {NOW_UTC})
+    ON CONFLICT (task_id) DO UPDATE
+       SET state = EXCLUDED.state, current = EXCLUDED.current, total = EXCLUDED.total,
+           message = EXCLUDED.message, meta = EXCLUDED.meta, write_date = EXCLUDED.write_date
+"""
+
+
+def run(task, spec, args, kwargs):
+    """The body of every decorated task."""
+    dbname, record_id = parse_message(task, args, kwargs)
+    registry = served_registry(dbname, record_id)
+    with claimed(registry, task, record_id) as row:
+        if row is None:
+            raise Ignore()
+        return execute(registry, task, spec, row)
+
+
+def parse_message(task, args, kwargs):
+    """Accept only what ``outbox.publish`` sends: ``args=[database, record id]``, no kwargs."""
+    request_id = task.request.id
+    shape_ok = (
+        isinstance(args, (list, tuple))
+        and len(args) == 2
+        and isinstance(args[0], str)
+        and isinstance(args[1], int)
+        and not isinstance(args[1], bool)
+        and not kwargs
+        and isinstance(request_id, str)
+    )
+    if not shape_ok:
+        error = MalformedMessage(
+            f"{task.name}[{request_id}]: expected args [database, task record id] and no kwargs, "
+            f"got args={args!r:.200} kwargs={kwargs!r:.200}; message rejected, nothing ran"
+        )
+        _logger.error("%s", error)
+        raise Reject(error, requeue=False)
+    return args[0], args[1]
+
+
+def served_registry(dbname, record_id):
+    """The loaded registry of ``dbname``, or a rejection that says this worker does not serve it."""
+    served = config.served_databases()
+    if dbname in served:
+        return Registry(dbname).check_signaling()
+    error = UnservedDatabase(
+        f"task record {record_id} is in database {dbname!r}, which this worker does not serve "
+        f"(it serves {', '.join(served) or 'none'}: set db_name); message rejected, nothing ran"
+    )
+    _logger.error("%s", error)
+    raise Reject(error, requeue=False)
+
+
+def with_concurrency_retries(what, func):
+    """Run ``func`` again on PostgreSQL concurrency errors, with jittered exponential backoff."""
+    bound = config.addon_option("concurrency_retries")
+    base = config.addon_option("concurrency_backoff")
+    attempt = 0
+    while True:
+        try:
+            return func()
+        except CONCURRENCY_ERRORS as exc:
+            if attempt >= bound:
+                raise
+            delay = base * (2**attempt) * random.uniform(0.5, 1.5)
+            attempt += 1
+            _logger.info("%s: %s, retry %d/%d in %.2fs", what, type(exc).__name__, attempt, bound, delay)
+            time.sleep(delay)
+
+
+@contextlib.contextmanager
+def claimed(registry, task, record_id):
+    """Lock and claim the record; yields its row, or None when there is nothing to run."""
+    lock_cr = registry.cursor()
+    try:
+        lock_cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, record_id])
+        if not lock_cr.fetchone()[0]:
+            lock_cr.rollback()
+            _logger.info("%s[%s] is being run by another worker; duplicate skipped", task.name, task.request.id)
+            yield None
+            return
+        try:
+            row = with_concurrency_retries(task.name, lambda: _claim(lock_cr, task, record_id))
+            token = _progress_target.set((lock_cr, record_id))
+            try:
+                yield row
+            finally:
+                _progress_target.reset(token)
+        finally:
+            lock_cr.rollback()
+            lock_cr.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, record_id])
+            lock_cr.rollback()
+    finally:
+        lock_cr.close()
+
+
+def _claim(cr, task, record_id):
+    try:
+        cr.execute(SELECT_TASK, [record_id])
+        found = cr.dictfetchone()
+        if found is None:
+            error = UnknownTask(
+                f"{task.name}[{task.request.id}]: no task record {record_id} in database {cr.dbname}; "
+                "message rejected, nothing ran"
+            )
+            _logger.error("%s", error)
+            raise Reject(error, requeue=False)
+        if (found["uuid"], found["name"]) != (task.request.id, task.name):
+            error = MalformedMessage(
+                f"{task.name}[{task.request.id}] does not match task record {record_id} "
+                f"({found['name']}[{found['uuid']}]); message rejected, nothing ran"
+            )
+            _logger.error("%s", error)
+            raise Reject(error, requeue=False)
+        if found["state"] in FINAL_STATES:
+            _logger.info(
+                "%s[%s] is already %s; message acknowledged and skipped", task.name, found["uuid"], found["state"]
+            )
+            cr.rollback()
+            return None
+        cr.execute("SET LOCAL synchronous_commit TO OFF")
+        cr.execute(CLAIM_TASK, {"id": record_id, "host": task.request.hostname})
+        row = cr.dictfetchone()
+        cr.commit()
+        return row
+    except BaseException:
+        cr.rollback()
+        raise
+
+
+def execute(registry, task, spec, row):
+    """Run the claimed task until it is done, failed, or handed back for a retry."""
+    target = registry if row["dbname"] == registry.db_name else served_registry(row["dbname"], row["id"])
+    try:
+        result = with_concurrency_retries(task.name, lambda: _run_once(registry, target, task, spec, row))
+    except (Ignore, Reject, Retry):
+        raise
+    except Exception as exc:
+        if _wants_retry(spec, exc, row):
+            countdown = spec.retry_backoff * (2 ** (row["attempts"] - 1))
+            _record_outcome(registry, row["id"], "retry", exc=exc, countdown=countdown)
+            raise task.retry(exc=exc, countdown=countdown, max_retries=spec.max_retries) from exc
+        _record_outcome(registry, row["id"], "failed", exc=exc)
+        _logger.error("%s[%s] failed: %s: %s", task.name, row["uuid"], type(exc).__name__, exc)
+        raise
+    if target is not registry:
+        _record_outcome(registry, row["id"], "done", result=result)
+    return json.loads(result) if result is not None else None
+
+
+def _wants_retry(spec, exc, row):
+    retryable = isinstance(exc, RetryableError) or (spec.retry_for and isinstance(exc, spec.retry_for))
+    return retryable and row["attempts"] <= spec.max_retries
+
+
+def _run_once(origin, target, task, spec, row):
+    with target.manage_changes(), target.cursor() as cr:
+        if target is not origin and _already_mirrored(cr, row["uuid"]):
+            return None
+        records, args, kwargs = rebuild_call(cr, target is not origin, task, spec, row)
+        token = task_specs.run_next_call_inline(spec)
+        try:
+            value = getattr(records, row["method_name"])(*args, **kwargs)
+        finally:
+            task_specs.reset_inline(token)
+        result = _result_json(value)
+        if target is origin:
+            cr.execute(FINISH_TASK, _outcome_values(row["id"], "done", result=result))
+        else:
+            cr.execute(MIRROR_TASK, {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result})
+        return result
+
+
+def _already_mirrored(cr, task_uuid):
+    cr.execute("SELECT 1 FROM celery_task WHERE uuid = %s AND state = 'done'", [task_uuid])
+    return bool(cr.fetchone())
+
+
+def rebuild_call(cr, cross_database, task, spec, row):
+    """The caller's environment, records and arguments, or a precise error when they are gone."""
+    context = json.loads(row["context"] or "{}")
+    env = api.Environment(cr, api.SUPERUSER_ID, {})
+    uid = _resolve_user(env, cross_database, row)
+    env = api.Environment(cr, uid, serialization.from_json_safe(context, env))
+    model_name, method = row["model_name"], row["method_name"]
+    if model_name not in env:
+        raise UnknownTask(f"{row['name']}: model {model_name!r} does not exist in database {cr.dbname}; nothing ran")
+    model_class = type(env[model_name])
+    if not callable(getattr(model_class, method, None)):
+        raise UnknownTask(f"{row['name']}: {model_name} has no method {method!r}; nothing ran")
+    if not task_specs.is_decorated(model_class, method) or spec.method != method:
+        raise NotATask(f"{model_name}.{method} is not decorated with @celeryTask as {row['name']}; nothing ran")
+    ids = json.loads(row["record_ids"])
+    records = env[model_name].browse(ids)
+    missing = sorted(set(ids) - set(records.exists().ids))
+    if missing:
+        raise RecordsGone(f"{model_name}{tuple(missing)!r} no longer exist in {cr.dbname}; {row['name']} did not run")
+    payload = serialization.loads(row["args"], env)
+    args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+    try:
+        spec.bind(records, args, kwargs)
+    except TypeError as exc:
+        raise BadArguments(str(exc)) from None
+    records = records.with_context(celeryTask=task)
+    return (records.sudo() if spec.sudo else records), args, kwargs
+
+
+def _resolve_user(env, cross_database, row):
+    users = env["res.users"].with_context(active_test=False)
+    if cross_database:
+        user = users.search([("login", "=", row["login"])], limit=1)
+    else:
+        user = users.browse(row["user_id"]).exists()
+    if not user:
+        raise InactiveUser(f"user {row['login']!r} (#{row['user_id']}) does not exist in {env.cr.dbname}; nothing ran")
+    if not user.active and user.id != api.SUPERUSER_ID:
+        raise InactiveUser(f"user {user.login!r} (#{user.id}) is deactivated in {env.cr.dbname}; nothing ran")
+    return user.id
+
+
+def _result_json(value):
+    try:
+        return serialization.dumps(value, path="result")
+    except TypeError:
+        return json.dumps(repr(value))
+
+
+def _outcome_values(record_id, state, result=None, exc=None):
+    return {
+        "id": record_id,
+        "state": state,
+        "result": result,
+        "exc_type": f"{type(exc).__module__}.{type(exc).__qualname__}" if exc else None,
+        "exc_message": str(exc) if exc else None,
+        "traceback": "".join(traceback.format_exception(exc)) if exc else None,
+    }
+
+
+def _record_outcome(registry, record_id, state, result=None, exc=None, countdown=0):
+    """Write a final (or retry) state from a fresh transaction, after the method's was rolled back."""
+    values = {**_outcome_values(record_id, state, result=result, exc=exc), "countdown": countdown}
+
+    def write():
+        with registry.cursor() as cr:
+            cr.execute(RETRY_TASK if state == "retry" else FINISH_TASK, values)
+
+    with_concurrency_retries(f"record {state} of task {record_id}", write)
+
+
+def record_outcome_outside_task(dbname, record_id, exc):
+    """Mark a task failed from the worker's main process (hard time limit, unknown task name)."""
+    from odoo import sql_db
+
+    if dbname not in config.served_databases():
+        return
+    try:
+        registry = Registry(dbname)
+        with registry.cursor() as cr:
+            values = _outcome_values(record_id, "failed", exc=exc)
+            cr.execute(FAIL_UNFINISHED, values)
+    except Exception:
+        _logger.exception("celery_task: could not record the failure of task %s in %s", record_id, dbname)
+    finally:
+        sql_db.close_all()
+
+
+def record_progress(state, meta):
+    """Mirror ``update_state`` into the task's progress row, visible while the task still runs."""
+    target = _progress_target.get()
+    if target is None:
+        return
+    cr, record_id = target
+    meta = meta if isinstance(meta, dict) else {}
+    values = {
+        "id": record_id,
+        "state": state,
+        "current": meta.get("current"),
+        "total": meta.get("total"),
+        "message": meta.get("message") or meta.get("status"),
+        "meta": json.dumps(serialization.safe_context(meta)),
+    }
+    try:
+        cr.execute("SET LOCAL synchronous_commit TO OFF")
+        cr.execute(UPSERT_PROGRESS, values)
+        cr.commit()
+    except Exception:
+        cr.rollback()
+        _logger.warning("celery_task: could not record progress of task %s", record_id, exc_info=True)

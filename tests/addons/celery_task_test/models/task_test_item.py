@@ -1,0 +1,98 @@
+"""A model whose decorated methods exercise every path of the addon."""
+
+import os
+import time
+
+from odoo import fields, models
+from odoo.exceptions import UserError
+
+from odoo.addons.celery_task import RetryableError, celeryTask
+
+OTHER_DB = os.environ.get("CELERY_TASK_TEST_OTHER_DB", "celery_task_test_other")
+
+
+class TaskTestItem(models.Model):
+    _name = "task.test.item"
+    _description = "Task test item"
+
+    name = fields.Char()
+    value = fields.Integer()
+    note = fields.Char()
+    runs = fields.Integer()
+
+    @celeryTask(model="task.test.item", name="bump")
+    def bump(self, amount=1):
+        for item in self:
+            item.value += amount
+            item.runs += 1
+        return {"ids": self.ids, "values": self.mapped("value")}
+
+    @celeryTask(model="task.test.item")
+    def echo(self, *args, **kwargs):
+        """Return what arrived, with the type of each argument, to check the round trip."""
+        return {
+            "args": list(args),
+            "kwargs": kwargs,
+            "types": [type(arg).__name__ for arg in args]
+            + sorted(f"{k}:{type(v).__name__}" for k, v in kwargs.items()),
+            "context": {key: self.env.context.get(key) for key in ("lang", "tz", "probe", "allowed_company_ids")},
+            "uid": self.env.uid,
+            "su": self.env.su,
+        }
+
+    @celeryTask(model="task.test.item", name="progress")
+    def report_progress(self, steps=3, pause=0.4):
+        task = self.env.context["celeryTask"]
+        for step in range(1, steps + 1):
+            task.update_state(state="PROGRESS", meta={"current": step, "total": steps, "message": f"step {step}"})
+            time.sleep(pause)
+        return steps
+
+    @celeryTask(model="task.test.item", name="write_note")
+    def write_note(self, note):
+        self.write({"note": note})
+        return note
+
+    @celeryTask(model="task.test.item", name="write_note_sudo", sudo=True)
+    def write_note_sudo(self, note):
+        self.write({"note": note})
+        return self.env.su
+
+    @celeryTask(model="task.test.item", name="in_other_db", dbname=OTHER_DB)
+    def create_in_other_db(self, name):
+        return self.create({"name": name}).id
+
+    @celeryTask(model="task.test.item", name="slow_bump")
+    def slow_bump(self, seconds=1.0):
+        time.sleep(seconds)
+        for item in self:
+            item.value += 1
+            item.runs += 1
+        return self.mapped("value")
+
+    @celeryTask(model="task.test.item", name="soft_limited", soft_time_limit=1)
+    def soft_limited(self, seconds=5.0):
+        self.write({"note": "soft limited"})
+        time.sleep(seconds)
+
+    @celeryTask(model="task.test.item", name="hard_limited", time_limit=2)
+    def hard_limited(self, seconds=10.0):
+        self.write({"note": "hard limited"})
+        time.sleep(seconds)
+
+    @celeryTask(model="task.test.item", name="fail")
+    def fail(self, message="broken on purpose"):
+        self.write({"note": "must be rolled back"})
+        raise UserError(message)
+
+    @celeryTask(model="task.test.item", name="flaky", max_retries=3, retry_backoff=0.2)
+    def flaky(self, succeed_on=2):
+        attempt = self.env.context["celeryTask"].request.retries + 1
+        for item in self:
+            item.runs += 1
+        if attempt < succeed_on:
+            raise RetryableError(f"attempt {attempt} of {succeed_on}")
+        return attempt
+
+    def not_a_task(self):
+        self.write({"note": "undecorated method ran"})

@@ -1,0 +1,146 @@
+"""A decorated method called in Odoo runs in a real worker, on Redis and on RabbitMQ."""
+
+import datetime
+import decimal
+import queue
+import threading
+import uuid
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.odoo
+
+
+def test_async_call_returns_result_once_committed(stack, broker):
+    item_id = stack.new_item()
+    with stack.env() as env:
+        result = env["task.test.item"].browse(item_id).bump(amount=5)
+        assert result.id, "the task id is known at once"
+        env.cr.execute("SELECT state, name FROM celery_task WHERE uuid = %s", [result.id])
+        assert env.cr.fetchone() == ("pending", "task.test.item.bump")
+        assert stack.task_row(result.id) is None, "nothing is visible before the caller commits"
+    assert result.get(timeout=30) == {"ids": [item_id], "values": [5]}
+    row = stack.wait_row(result.id)
+    assert (row["state"], row["attempts"], row["worker_host"]) == ("done", 1, stack.workers[broker].name)
+    assert row["sent_at"] is not None and row["started_at"] is not None and row["done_at"] is not None
+    assert stack.item(item_id)["value"] == 5
+
+
+def test_rollback_publishes_nothing(stack, broker):
+    item_id = stack.new_item()
+    with stack.env() as env:
+        rolled_back = env["task.test.item"].browse(item_id).bump(amount=100)
+        env.cr.rollback()
+    with stack.env() as env:
+        sentinel = env["task.test.item"].browse(item_id).bump(amount=1)
+    sentinel.get(timeout=30)
+    assert stack.task_row(rolled_back.id) is None
+    assert stack.item(item_id)["value"] == 1, "only the committed call ran"
+    assert rolled_back.state == "PENDING", "the broker never saw the rolled-back task"
+
+
+def test_progress_is_read_back_through_async_result(stack, broker):
+    item_id = stack.new_item()
+    with stack.env() as env:
+        result = env["task.test.item"].browse(item_id).report_progress(steps=3, pause=0.5)
+    seen = []
+
+    def progress():
+        if result.state == "PROGRESS" and result.info["current"] not in seen:
+            seen.append(result.info["current"])
+        return len(seen) >= 2 or result.ready()
+
+    harness.wait_for(progress, 30, interval=0.05, what="PROGRESS states")
+    assert result.get(timeout=30) == 3
+    assert seen and seen == sorted(seen) and set(seen) <= {1, 2, 3}
+    with stack.env() as env:
+        env.cr.execute(
+            "SELECT p.state, p.current, p.total, p.message FROM celery_task_progress p "
+            "JOIN celery_task t ON t.id = p.task_id WHERE t.uuid = %s",
+            [result.id],
+        )
+        assert env.cr.fetchone() == ("PROGRESS", 3.0, 3.0, "step 3")
+
+
+def test_seed_example_present_voucher(stack, broker):
+    with stack.env() as env:
+        admin = env.ref("base.user_admin")
+        before = admin.voucher_total
+        result = admin.present_voucher(amount=10)
+    assert result.id
+    assert result.get(timeout=30) == before + 10
+
+
+def test_arguments_and_context_round_trip(stack, redis):
+    item_id = stack.new_item()
+    day = datetime.date(2026, 2, 28)
+    moment = datetime.datetime(2026, 2, 28, 13, 45, 7, 120000)
+    amount = decimal.Decimal("12.345")
+    with stack.env(context={"lang": "en_US", "tz": "Europe/Brussels", "probe": [1, "two"]}) as env:
+        items = env["task.test.item"].browse(item_id)
+        result = items.echo(day, moment, amount, items, label="x", when=moment)
+    with stack.env() as env:
+        echoed = stack.serialization.from_json_safe(result.get(timeout=30), env)
+        assert echoed["args"] == [day, moment, amount, env["task.test.item"].browse(item_id)]
+        assert echoed["kwargs"] == {"label": "x", "when": moment}
+        assert echoed["types"] == ["date", "datetime", "Decimal", "task.test.item", "label:str", "when:datetime"]
+        expected_context = {"lang": "en_US", "tz": "Europe/Brussels", "probe": [1, "two"], "allowed_company_ids": None}
+        assert echoed["context"] == expected_context
+        assert (echoed["uid"], echoed["su"]) == (1, True)
+
+
+def test_registered_names_are_listed_by_inspect(stack, redis):
+    registered = stack.app.control.inspect(destination=[redis.name], timeout=5).registered()
+    names = set(registered[redis.name])
+    expected = {
+        "task.test.item.bump",
+        "task.test.item.echo",
+        "task.test.item.progress",
+        "task.test.item.in_other_db",
+        "res.users.present_gift",
+    }
+    assert expected <= names
+
+
+def test_flower_sees_model_name_and_readable_args(stack, redis):
+    item_id = stack.new_item()
+    events = queue.Queue()
+    ready = threading.Event()
+
+    def listen():
+        with stack.app.connection_for_read() as connection:
+            receiver = stack.app.events.Receiver(connection, handlers={"task-received": events.put})
+            for _ in receiver.itercapture(limit=None, timeout=20, wakeup=True):
+                ready.set()  # the first round comes once the event queue is bound
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert ready.wait(15), "the event receiver did not start"
+    with stack.env() as env:
+        result = env["task.test.item"].browse(item_id).bump(amount=2)
+    result.get(timeout=30)
+    deadline = 20
+    while True:
+        event = events.get(timeout=deadline)
+        if event["uuid"] == result.id:
+            break
+    assert event["name"] == "task.test.item.bump"
+    assert event["args"] == f"task.test.item({item_id},).bump(amount=2)"
+
+
+def test_runs_against_another_database(stack, redis):
+    item_id = stack.new_item()
+    name = f"made-in-other-{uuid.uuid4().hex[:8]}"
+    with stack.env() as env:
+        result = env["task.test.item"].browse(item_id).create_in_other_db(name)
+    created_id = result.get(timeout=30)
+    with stack.env(dbname=stack.other_db) as env:
+        created = env["task.test.item"].browse(created_id)
+        assert created.name == name
+        env.cr.execute("SELECT state FROM celery_task WHERE uuid = %s", [result.id])
+        assert env.cr.fetchone() == ("done",), "the target database holds the exactly-once marker"
+    with stack.env() as env:
+        assert not env["task.test.item"].search([("name", "=", name)]), "nothing was created in the caller's db"
+    assert stack.wait_row(result.id)["state"] == "done"

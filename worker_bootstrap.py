@@ -1,0 +1,104 @@
+"""Start Celery (worker, beat, or any sub-command) inside Odoo.
+
+    python worker_bootstrap.py [-c odoo.conf] [--addons-path=...] worker -Q queue -c 4 -l info
+
+Options before the Celery sub-command are Odoo's (the config file may also come from ODOO_RC);
+everything from the sub-command on reaches Celery unchanged. For ``worker`` and ``beat`` the
+registry of every served database (``db_name``, comma-separated) is loaded before consuming, so
+every decorated method is a registered task; then all connections are closed before the pool forks.
+"""
+
+import logging
+import os
+import sys
+import warnings
+
+ODOO_OPTIONS_WITH_VALUE = {
+    "-c",
+    "--config",
+    "-d",
+    "--database",
+    "--addons-path",
+    "--db_host",
+    "--db_port",
+    "--db_user",
+    "--db_password",
+    "--logfile",
+    "--log-level",
+}
+COMMANDS_NEEDING_REGISTRY = {"worker", "beat"}
+
+
+def split_arguments(argv):
+    """Odoo's options come before the first bare word (the Celery sub-command)."""
+    odoo_args = []
+    position = 0
+    while position < len(argv):
+        arg = argv[position]
+        if not arg.startswith("-"):
+            break
+        odoo_args.append(arg)
+        if arg in ODOO_OPTIONS_WITH_VALUE and position + 1 < len(argv):
+            odoo_args.append(argv[position + 1])
+            position += 1
+        position += 1
+    return odoo_args, argv[position:]
+
+
+def _ensure_addon_importable():
+    """Make ``odoo.addons.celery_task`` importable, also when this checkout is named so but not listed."""
+    import odoo.addons
+
+    try:
+        import odoo.addons.celery_task
+    except ImportError:
+        here = os.path.dirname(os.path.abspath(__file__))
+        if os.path.basename(here) != "celery_task":
+            raise SystemExit(
+                "celery_task: the addon is not in the Odoo addons_path; add the folder that contains "
+                "the 'celery_task' checkout to addons_path (odoo.conf or --addons-path)"
+            ) from None
+        odoo.addons.__path__.append(os.path.dirname(here))
+        import odoo.addons.celery_task
+
+
+def _load_registries():
+    from odoo import sql_db
+    from odoo.modules.registry import Registry
+
+    from odoo.addons.celery_task import config
+
+    databases = config.served_databases()
+    if not databases:
+        raise SystemExit("celery_task: no database to serve; set db_name in the Odoo config or pass -d")
+    for dbname in databases:
+        registry = Registry(dbname)
+        if "celery.task" not in registry:
+            raise SystemExit(f"celery_task: the celery_task module is not installed in database {dbname!r}")
+    sql_db.close_all()
+    return databases
+
+
+def main(argv=None):
+    import odoo
+
+    odoo_args, celery_args = split_arguments(list(sys.argv[1:] if argv is None else argv))
+    odoo.tools.config.parse_config(odoo_args, setup_logging=True)
+    # Odoo names its level 25 "INFO" too; Celery's ``-l info`` must still mean logging.INFO.
+    logging.addLevelName(logging.INFO, "INFO")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(celery|kombu|redis)(\.|$)")
+    _ensure_addon_importable()
+    from odoo.addons.celery_task import worker_signals  # noqa: F401 - connects the handlers
+    from odoo.addons.celery_task.app import celery_app
+    from odoo.addons.celery_task.relay import OutboxRelay
+
+    if celery_args and celery_args[0] in COMMANDS_NEEDING_REGISTRY:
+        _load_registries()
+    celery_app.steps["worker"].add(OutboxRelay)
+    return celery_app.start(celery_args or ["--help"])
+
+
+if __name__ == "__main__":
+    own_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != own_dir]
+    sys.exit(main())
