@@ -97,7 +97,6 @@ def async_enabled():
     return bool(parse_value(raw))
 
 
-
 def served_databases():
     """The databases a worker serves: ``db_name`` from the config, comma-separated."""
     names = odoo_config.get("db_name") or ""

@@ -51,6 +51,21 @@ class Outgoing:
     expires_at: datetime.datetime | None = None
     priority: int | None = None
 
+    @classmethod
+    def from_row(cls, dbname, row):
+        """The message for a ``celery_task`` row (a dict with its columns)."""
+        return cls(
+            task_name=row["name"],
+            task_uuid=row["uuid"],
+            dbname=dbname,
+            record_id=row["id"],
+            queue=row["queue"],
+            call_repr=row["call_repr"],
+            eta=row.get("eta"),
+            expires_at=row.get("expires_at"),
+            priority=row.get("priority"),
+        )
+
 
 def _utc(moment):
     return moment.replace(tzinfo=datetime.timezone.utc) if moment else None
@@ -98,6 +113,17 @@ def publish_and_mark(registry, items):
     return sent
 
 
+def publish_after_commit(env, item):
+    """Queue ``item`` to be published once ``env``'s transaction commits; dropped on rollback."""
+    cr = env.cr
+    pending = cr.postcommit.data.get(PENDING_KEY)
+    if pending is None:
+        pending = cr.postcommit.data[PENDING_KEY] = []
+        registry = env.registry
+        cr.postcommit.add(lambda: publish_and_mark(registry, pending))
+    pending.append(item)
+
+
 def _schedule(spec, now):
     eta = spec.eta
     if spec.countdown:
@@ -141,12 +167,8 @@ def enqueue(spec, records, args, kwargs):
         },
     )
     record_id = cr.fetchone()[0]
-    pending = cr.postcommit.data.get(PENDING_KEY)
-    if pending is None:
-        pending = cr.postcommit.data[PENDING_KEY] = []
-        registry = env.registry
-        cr.postcommit.add(lambda: publish_and_mark(registry, pending))
-    pending.append(
+    publish_after_commit(
+        env,
         Outgoing(
             task_name=spec.task_name,
             task_uuid=task_uuid,
@@ -157,6 +179,6 @@ def enqueue(spec, records, args, kwargs):
             eta=eta,
             expires_at=expires_at,
             priority=spec.priority,
-        )
+        ),
     )
     return AsyncResult(task_uuid, app=celery_app, task_name=spec.task_name)

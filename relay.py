@@ -54,10 +54,10 @@ def relay_database(dbname, delay):
     cutoff = datetime.datetime.utcnow() - datetime.timedelta(seconds=delay)
     with main_process_db.cursor(dbname) as cr:
         cr.execute(EXPIRE_TASKS)
-        expired = [row[0] for row in cr.fetchall()]
+        expired = [row["id"] for row in cr.fetchall()]
         if expired:
             _logger.warning(
-                "celery_task relay: %d task(s) expired before running in %s: %s", len(expired), cr.dbname, expired
+                "celery_task relay: %d task(s) expired before running in %s: %s", len(expired), dbname, expired
             )
         cr.execute(STRANDED_TASKS, {"cutoff": cutoff, "limit": BATCH})
         rows = cr.fetchall()
@@ -65,17 +65,9 @@ def relay_database(dbname, delay):
         for row in rows:
             if row["state"] == "started" and _is_running(cr, row["id"]):
                 continue
-            item = Outgoing(
-                task_name=row["name"],
-                task_uuid=row["uuid"],
-                dbname=dbname,
-                record_id=row["id"],
-                queue=row["queue"],
-                call_repr=row["call_repr"],
-                eta=row["eta"] if row["state"] == "pending" else None,
-                expires_at=row["expires_at"],
-                priority=row["priority"],
-            )
+            item = Outgoing.from_row(dbname, row)
+            if row["state"] != "pending":
+                item.eta = None
             if publish(item):
                 published.append(row["id"])
         if published:

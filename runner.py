@@ -241,6 +241,8 @@ def _run_once(origin, target, task, spec, row):
     with target.manage_changes(), target.cursor() as cr:
         if target is not origin and _already_mirrored(cr, row["uuid"]):
             return None
+        if target is origin and _current_state(cr, row["id"]) != "started":
+            raise Ignore()
         records, args, kwargs = rebuild_call(cr, target is not origin, task, spec, row)
         token = task_specs.run_next_call_inline(spec)
         try:
@@ -253,6 +255,12 @@ def _run_once(origin, target, task, spec, row):
         else:
             cr.execute(MIRROR_TASK, {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result})
         return result
+
+
+def _current_state(cr, record_id):
+    """The state this transaction sees: a task cancelled since its claim must not run."""
+    cr.execute("SELECT state FROM celery_task WHERE id = %s", [record_id])
+    return cr.fetchone()[0]
 
 
 def _already_mirrored(cr, task_uuid):
