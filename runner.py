@@ -13,13 +13,14 @@ import random
 import time
 import traceback
 
+import psycopg2
 from celery.exceptions import Ignore, Reject, Retry
 from psycopg2 import errors as pg_errors
 
 from odoo import api
 from odoo.modules.registry import Registry
 
-from . import config, serialization, task_specs
+from . import config, main_process_db, serialization, task_specs
 from .exceptions import (
     BadArguments,
     InactiveUser,
@@ -79,6 +80,7 @@ RETRY_TASK = f"""
 """
 
 FAIL_UNFINISHED = FINISH_TASK.replace("WHERE id = %(id)s", "WHERE id = %(id)s AND state NOT IN ('done', 'cancelled')")
+FAIL_UNFINISHED_UUID = FAIL_UNFINISHED.replace("WHERE id = %(id)s", "WHERE id = %(id)s AND uuid = %(uuid)s")
 
 UPSERT_PROGRESS = f"""
     INSERT INTO celery_task_progress (task_id, state, current, total, message, meta,
@@ -93,7 +95,11 @@ UPSERT_PROGRESS = f"""
 def run(task, spec, args, kwargs):
     """The body of every decorated task."""
     dbname, record_id = parse_message(task, args, kwargs)
-    registry = served_registry(dbname, record_id)
+    try:
+        registry = served_registry(dbname, record_id)
+    except Reject as rejection:
+        record_outcome_outside_task(dbname, record_id, rejection.reason, task_uuid=task.request.id)
+        raise
     with claimed(registry, task, record_id) as row:
         if row is None:
             raise Ignore()
@@ -128,8 +134,8 @@ def served_registry(dbname, record_id):
     if dbname in served:
         return Registry(dbname).check_signaling()
     error = UnservedDatabase(
-        f"task record {record_id} is in database {dbname!r}, which this worker does not serve "
-        f"(it serves {', '.join(served) or 'none'}: set db_name); message rejected, nothing ran"
+        f"task record {record_id} needs database {dbname!r}, which this worker does not serve "
+        f"(it serves {', '.join(served) or 'none'}: set db_name); nothing ran"
     )
     _logger.error("%s", error)
     raise Reject(error, requeue=False)
@@ -214,7 +220,11 @@ def _claim(cr, task, record_id):
 
 def execute(registry, task, spec, row):
     """Run the claimed task until it is done, failed, or handed back for a retry."""
-    target = registry if row["dbname"] == registry.db_name else served_registry(row["dbname"], row["id"])
+    try:
+        target = registry if row["dbname"] == registry.db_name else served_registry(row["dbname"], row["id"])
+    except Reject as rejection:
+        _record_outcome(registry, row["id"], "failed", exc=rejection.reason)
+        raise
     try:
         result = with_concurrency_retries(task.name, lambda: _run_once(registry, target, task, spec, row))
     except (Ignore, Reject, Retry):
@@ -339,21 +349,23 @@ def _record_outcome(registry, record_id, state, result=None, exc=None, countdown
     with_concurrency_retries(f"record {state} of task {record_id}", write)
 
 
-def record_outcome_outside_task(dbname, record_id, exc):
-    """Mark a task failed from the worker's main process (hard time limit, unknown task name)."""
-    from odoo import sql_db
+def record_outcome_outside_task(dbname, record_id, exc, task_uuid=None):
+    """Mark a task failed on a short-lived connection.
 
-    if dbname not in config.served_databases():
+    Used from the worker's main process (hard time limit, unknown task name), and for a database
+    the worker does not serve, where only the record whose uuid the message names is touched.
+    """
+    query, values = FAIL_UNFINISHED, _outcome_values(record_id, "failed", exc=exc)
+    if task_uuid is not None:
+        query = FAIL_UNFINISHED_UUID
+        values["uuid"] = task_uuid
+    elif dbname not in config.served_databases():
         return
     try:
-        registry = Registry(dbname)
-        with registry.cursor() as cr:
-            values = _outcome_values(record_id, "failed", exc=exc)
-            cr.execute(FAIL_UNFINISHED, values)
-    except Exception:
-        _logger.exception("celery_task: could not record the failure of task %s in %s", record_id, dbname)
-    finally:
-        sql_db.close_all()
+        with main_process_db.cursor(dbname) as cr:
+            cr.execute(query, values)
+    except psycopg2.Error as error:
+        _logger.warning("celery_task: could not record the failure of task %s in %s: %s", record_id, dbname, error)
 
 
 def record_progress(state, meta):
