@@ -63,16 +63,23 @@ class Stack:
     def queue(self, broker):
         return f"ct-test-{self.run_id}-{broker}"
 
-    def worker(self, broker, **kwargs):
-        name = kwargs.pop("name", f"{broker}-{self.run_id}@localhost")
+    def worker(self, broker, name=None, queue=None, env=None, **kwargs):
+        """A worker process (not started) on ``broker``; by default the shared one of that broker."""
+        name = name or f"{broker}-{self.run_id}@localhost"
+        queue = queue or self.queue(broker)
         return harness.Worker(
             self.config_path,
             name,
-            self.queue(broker),
+            queue,
             self.log_dir / f"worker-{name.split('@')[0]}.log",
-            env={"ODOO_CELERY_BROKER_URL": BROKERS[broker], "ODOO_CELERY_DEFAULT_QUEUE": self.queue(broker)},
+            env={"ODOO_CELERY_BROKER_URL": BROKERS[broker], "ODOO_CELERY_DEFAULT_QUEUE": queue, **(env or {})},
             **kwargs,
         )
+
+    def point_caller(self, broker_url, queue):
+        """Send the caller's next messages to ``queue`` on ``broker_url``."""
+        self.reconfigure(broker_url=broker_url, task_default_queue=queue)
+        self.broker = None
 
     def use(self, broker):
         """Point the caller at ``broker`` and make sure a worker consumes its queue."""

@@ -1,0 +1,200 @@
+"""Every bad input ends with a precise error in the worker's log and on the task record."""
+
+import json
+import uuid
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.odoo
+
+
+def forge(stack, method="bump", call_args=(), **columns):
+    """Commit a task record as the decorator writes it, then alter ``columns`` as a foreign writer would.
+
+    Returns the row; nothing is published (the caller's own post-commit publish is dropped).
+    """
+    from odoo.addons.celery_task.outbox import Outgoing
+
+    item_id = stack.new_item()
+    with stack.env() as env:
+        result = getattr(env["task.test.item"].browse(item_id), method)(*call_args)
+        env.cr.postcommit.clear()
+        for column, value in columns.items():
+            env.cr.execute(f"UPDATE celery_task SET {column} = %s WHERE uuid = %s", [value, result.id])
+    row = stack.task_row(result.id)
+    return row, Outgoing.from_row(stack.db, row), item_id
+
+
+def publish(item):
+    from odoo.addons.celery_task.outbox import publish as send
+
+    assert send(item)
+
+
+def send_raw(stack, name, args, kwargs=None, task_id=None):
+    task_id = task_id or str(uuid.uuid4())
+    stack.app.send_task(name, args=args, kwargs=kwargs or {}, task_id=task_id, queue=stack.queue("redis"))
+    return task_id
+
+
+def wait_log(worker, text, timeout=20):
+    harness.wait_for(lambda: text in worker.log(), timeout, what=f"{text!r} in {worker.name}'s log")
+
+
+def assert_failed(stack, task_uuid, exc_type, *fragments):
+    row = stack.wait_row(task_uuid)
+    assert row["state"] == "failed", row
+    assert row["exc_type"].endswith(exc_type), row["exc_type"]
+    for fragment in fragments:
+        assert fragment in row["exc_message"], row["exc_message"]
+    assert row["traceback"]
+    return row
+
+
+def test_unknown_task_name(stack, redis):
+    row, item, item_id = forge(stack, name="task.test.item.vanished")
+    item.task_name = "task.test.item.vanished"
+    publish(item)
+    assert_failed(stack, row["uuid"], "UnknownTask", "task.test.item.vanished", "nothing ran")
+    wait_log(redis, "Received unregistered task of type 'task.test.item.vanished'")
+    assert stack.item(item_id)["value"] == 0
+
+
+def test_unknown_model(stack, redis):
+    row, item, _ = forge(stack, model_name="no.such.model")
+    publish(item)
+    assert_failed(stack, row["uuid"], "UnknownTask", "'no.such.model' does not exist")
+
+
+def test_method_that_is_not_decorated(stack, redis):
+    row, item, item_id = forge(stack, method_name="not_a_task")
+    publish(item)
+    assert_failed(stack, row["uuid"], "NotATask", "task.test.item.not_a_task is not decorated")
+    assert stack.item(item_id)["note"] is False, "the undecorated method never ran"
+
+
+def test_records_deleted_before_the_run(stack, redis):
+    item_id = stack.new_item()
+    with stack.env() as env:
+        item = env["task.test.item"].browse(item_id)
+        result = item.bump(amount=3)
+        item.unlink()
+    assert_failed(stack, result.id, "RecordsGone", f"task.test.item({item_id},) no longer exist")
+    with pytest.raises(Exception, match="no longer exist"):
+        result.get(timeout=10)
+
+
+def test_user_deactivated_before_the_run(stack, redis):
+    from odoo import api
+
+    with stack.env() as env:
+        user = env["res.users"].create(
+            {
+                "name": "Soon gone",
+                "login": f"gone-{uuid.uuid4().hex[:6]}",
+                "groups_id": [(6, 0, [env.ref("base.group_system").id])],
+            }
+        )
+        user_id = user.id
+    item_id = stack.new_item()
+    with stack.env(uid=user_id) as env:
+        result = env["task.test.item"].browse(item_id).bump()
+        as_root = env(user=api.SUPERUSER_ID)
+        as_root["res.users"].browse(user_id).active = False
+    assert_failed(stack, result.id, "InactiveUser", "is deactivated")
+    assert stack.item(item_id)["value"] == 0
+
+
+def test_stored_arguments_that_do_not_fit(stack, redis):
+    row, item, item_id = forge(stack, args=json.dumps({"args": [1, 2, 3], "kwargs": {}}))
+    publish(item)
+    assert_failed(stack, row["uuid"], "BadArguments", "task.test.item.bump", "too many positional arguments")
+    assert stack.item(item_id)["value"] == 0
+
+
+def test_wrong_arguments_are_refused_at_call_time(stack, redis):
+    item_id = stack.new_item()
+    with stack.env() as env:
+        item = env["task.test.item"].browse(item_id)
+        with pytest.raises(TypeError, match=r"task\.test\.item\.bump.*too many positional"):
+            item.bump(1, 2, 3)
+        with pytest.raises(TypeError, match=r"task\.test\.item\.bump.*unexpected keyword argument 'nope'"):
+            item.bump(nope=1)
+        item.name = "still writable"
+    with stack.env() as env:
+        assert env["task.test.item"].browse(item_id).name == "still writable", "the caller's transaction is unharmed"
+        assert not env["celery.task"].search_count([("record_ids", "=", json.dumps([item_id]))])
+
+
+def test_unserializable_argument_is_refused_at_call_time(stack, redis):
+    item_id = stack.new_item()
+    with stack.env() as env:
+        item = env["task.test.item"].browse(item_id)
+        with pytest.raises(
+            TypeError, match=r"task\.test\.item\.echo arguments\['args'\]\[0\] is not JSON-serializable: set"
+        ):
+            item.echo({1, 2})
+        with pytest.raises(TypeError, match="non-string key 1"):
+            item.echo(mapping={1: "one"})
+        item.name = "committed anyway"
+    with stack.env() as env:
+        assert env["task.test.item"].browse(item_id).name == "committed anyway"
+        assert not env["celery.task"].search_count([("record_ids", "=", json.dumps([item_id]))])
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [(["only-one"], {}), ([None, "1"], {}), ([None, 1], {"injected": "yes"}), ([], {})],
+    ids=["too-few", "id-not-int", "extra-kwargs", "empty"],
+)
+def test_malformed_message_is_rejected(stack, redis, args, kwargs):
+    args = [stack.db if value is None else value for value in args]
+    task_id = send_raw(stack, "task.test.item.bump", args, kwargs)
+    wait_log(redis, f"task.test.item.bump[{task_id}]: expected args [database, task record id]")
+
+
+def test_tampered_message_runs_nothing(stack, redis):
+    row, item, item_id = forge(stack)
+    forged_name = send_raw(stack, "task.test.item.fail", [stack.db, row["id"]], task_id=row["uuid"])
+    wait_log(redis, f"task.test.item.fail[{forged_name}] does not match task record {row['id']}")
+    forged_id = send_raw(stack, "task.test.item.bump", [stack.db, row["id"]])
+    wait_log(redis, f"task.test.item.bump[{forged_id}] does not match task record {row['id']}")
+    missing = send_raw(stack, "task.test.item.bump", [stack.db, 2_000_000_000])
+    wait_log(redis, f"task.test.item.bump[{missing}]: no task record 2000000000 in database {stack.db}")
+    assert stack.task_row(row["uuid"])["state"] == "pending", "a forged message did not claim the real task"
+    assert stack.item(item_id)["value"] == 0
+    publish(item)
+    assert stack.wait_row(row["uuid"])["state"] == "done", "the genuine message still runs it"
+    assert stack.item(item_id)["value"] == 1
+
+
+def test_database_the_worker_does_not_serve(stack, redis):
+    task_id = send_raw(stack, "task.test.item.bump", ["ct_no_such_database", 1])
+    wait_log(redis, "needs database 'ct_no_such_database', which this worker does not serve")
+    assert task_id
+
+
+def test_target_database_not_served_is_recorded(stack):
+    single = stack.worker("redis", name=f"single-{stack.run_id}@localhost", queue=f"ct-test-{stack.run_id}-single")
+    single.entry = [*single.entry, "-d", stack.db]
+    stack.point_caller(stack.app.conf.broker_url, single.queue)
+    single.start(stack.app)
+    try:
+        item_id = stack.new_item()
+        with stack.env() as env:
+            result = env["task.test.item"].browse(item_id).create_in_other_db("never")
+        assert_failed(stack, result.id, "UnservedDatabase", f"needs database '{stack.other_db}'", "nothing ran")
+    finally:
+        single.stop()
+
+
+def test_business_error_keeps_type_message_and_traceback(stack, redis):
+    item_id = stack.new_item()
+    with stack.env() as env:
+        result = env["task.test.item"].browse(item_id).fail("broken on purpose")
+    row = assert_failed(stack, result.id, "odoo.exceptions.UserError", "broken on purpose")
+    assert "raise UserError(message)" in row["traceback"]
+    assert row["attempts"] == 1, "a business error is not retried unless asked"
+    assert stack.item(item_id)["note"] is False, "the method's writes were rolled back"
