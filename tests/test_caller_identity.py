@@ -1,0 +1,72 @@
+"""The worker runs the method as the caller: same user, same access rights, same context."""
+
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.odoo
+
+
+@pytest.fixture
+def plain_user(stack):
+    """An internal user with read-only access to task.test.item."""
+    with stack.env() as env:
+        login = f"plain-{uuid.uuid4().hex[:6]}"
+        groups = [(6, 0, [env.ref("base.group_user").id])]
+        return env["res.users"].create({"name": "Plain", "login": login, "groups_id": groups}).id
+
+
+def test_user_without_write_access_gets_access_error_in_worker(stack, redis, plain_user):
+    item_id = stack.new_item()
+    with stack.env(uid=plain_user) as env:
+        result = env["task.test.item"].browse(item_id).write_note("from a plain user")
+    row = stack.wait_row(result.id)
+    assert row["state"] == "failed"
+    assert row["exc_type"] == "odoo.exceptions.AccessError"
+    assert row["user_id"] == plain_user
+    with pytest.raises(Exception, match="not allowed to modify"):
+        result.get(timeout=10)
+    assert stack.item(item_id)["note"] is False
+
+
+def test_superuser_call_is_not_refused(stack, redis):
+    item_id = stack.new_item()
+    with stack.env() as env:
+        result = env["task.test.item"].browse(item_id).write_note("from the superuser")
+    assert result.get(timeout=30) == "from the superuser"
+    assert stack.item(item_id)["note"] == "from the superuser"
+
+
+def test_admin_user_writes(stack, redis):
+    item_id = stack.new_item()
+    with stack.env() as env:
+        admin = env.ref("base.user_admin").id
+    with stack.env(uid=admin) as env:
+        result = env["task.test.item"].browse(item_id).write_note("from admin")
+    assert result.get(timeout=30) == "from admin"
+    assert stack.task_row(result.id)["user_id"] == admin
+
+
+def test_sudo_option_runs_as_superuser(stack, redis, plain_user):
+    item_id = stack.new_item()
+    with stack.env(uid=plain_user) as env:
+        result = env["task.test.item"].browse(item_id).write_note_sudo("sudo note")
+    assert result.get(timeout=30) is True
+    assert stack.item(item_id)["note"] == "sudo note"
+
+
+def test_caller_context_reaches_the_method(stack, redis, plain_user):
+    item_id = stack.new_item()
+    with stack.env() as env:
+        company = env.company.id
+    context = {"lang": "en_US", "tz": "Asia/Tokyo", "allowed_company_ids": [company], "probe": {"nested": True}}
+    with stack.env(uid=plain_user, context=context) as env:
+        result = env["task.test.item"].browse(item_id).echo()
+    echoed = result.get(timeout=30)
+    assert echoed["uid"] == plain_user and echoed["su"] is False
+    assert echoed["context"] == {
+        "lang": "en_US",
+        "tz": "Asia/Tokyo",
+        "probe": {"nested": True},
+        "allowed_company_ids": [company],
+    }
