@@ -45,6 +45,9 @@ DEFAULTS = {
     "task_send_sent_event": True,
     "broker_connection_retry_on_startup": True,
     "result_extended": True,
+    # A publish that cannot reach the broker fails at once: the task stays in the outbox and the
+    # relay publishes it later, instead of the caller waiting on connection retries.
+    "broker_transport_options": {"max_retries": 0},
 }
 
 
@@ -81,7 +84,11 @@ def _raw_options():
 def celery_settings():
     """The Celery configuration: our defaults, then odoo.conf, then the environment."""
     settings = dict(DEFAULTS)
-    settings.update({k: v for k, v in _raw_options().items() if k not in ADDON_OPTIONS})
+    for key, value in _raw_options().items():
+        if key in ADDON_OPTIONS:
+            continue
+        default = DEFAULTS.get(key)
+        settings[key] = {**default, **value} if isinstance(default, dict) and isinstance(value, dict) else value
     return settings
 
 

@@ -86,20 +86,24 @@ def relay_all():
 
 
 class OutboxRelay(bootsteps.StartStopStep):
-    """Worker bootstep that runs :func:`relay_all` every ``celery_relay_interval`` seconds."""
+    """Consumer bootstep that runs :func:`relay_all` every ``celery_relay_interval`` seconds.
 
-    requires = ("celery.worker.components:Timer",)
+    A consumer step, not a worker step: the consumer clears its timer when the broker connection
+    is lost and starts its steps again once it is back, so the relay resumes after an outage.
+    """
 
-    def __init__(self, worker, **kwargs):
-        super().__init__(worker, **kwargs)
+    def __init__(self, consumer, **kwargs):
+        super().__init__(consumer, **kwargs)
         self.tref = None
 
-    def start(self, worker):
+    def start(self, consumer):
         interval = config.addon_option("relay_interval")
         if interval > 0:
-            self.tref = worker.timer.call_repeatedly(interval, relay_all, priority=10)
+            self.tref = consumer.timer.call_repeatedly(interval, relay_all, priority=10)
 
-    def stop(self, worker):
+    def stop(self, consumer):
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
+
+    shutdown = stop

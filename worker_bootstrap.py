@@ -94,7 +94,7 @@ def main(argv=None):
 
     if celery_args and celery_args[0] in COMMANDS_NEEDING_REGISTRY:
         _load_registries()
-    celery_app.steps["worker"].add(OutboxRelay)
+    celery_app.steps["consumer"].add(OutboxRelay)
     return celery_app.start(celery_args or ["--help"])
 
 

@@ -181,3 +181,52 @@ class Worker:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+def free_port():
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a loopback port, to stop and start as a broker outage."""
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.workdir = Path(workdir)
+        self.process = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "yes"],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: port_open("127.0.0.1", self.port), 10, what=f"redis on port {self.port}")
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        wait_for(lambda: not port_open("127.0.0.1", self.port), 10, what=f"redis on port {self.port} to stop")
+
+
+class RabbitMQApp:
+    """Stops and starts the RabbitMQ application (the node stays up), as a broker outage."""
+
+    @staticmethod
+    def stop():
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+        wait_for(lambda: not port_open("127.0.0.1", 5672), 30, what="RabbitMQ to stop listening")
+
+    @staticmethod
+    def start():
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+        wait_for(lambda: port_open("127.0.0.1", 5672), 60, what="RabbitMQ to listen again")

@@ -94,5 +94,13 @@ class TaskTestItem(models.Model):
             raise RetryableError(f"attempt {attempt} of {succeed_on}")
         return attempt
 
+    @celeryTask(model="task.test.item", name="flaky_value", max_retries=1, retry_for=(ValueError,), retry_backoff=0.2)
+    def flaky_value(self, succeed_on=3):
+        attempt = self.env.context["celeryTask"].request.retries + 1
+        self.write({"note": f"attempt {attempt}"})
+        if attempt < succeed_on:
+            raise ValueError(f"attempt {attempt} of {succeed_on}")
+        return attempt
+
     def not_a_task(self):
         self.write({"note": "undecorated method ran"})

@@ -1,0 +1,159 @@
+"""Faults on real services: broker outages, killed workers, conflicts, limits, retries.
+
+Each test runs its own worker on its own queue, so it can break it without touching the others.
+"""
+
+import time
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.odoo
+
+CALLS_DURING_OUTAGE = 20
+
+
+@pytest.fixture
+def fault_worker(stack, request):
+    """A dedicated worker factory; every worker it made is stopped after the test."""
+    made = []
+
+    def make(broker, **kwargs):
+        suffix = f"{request.node.name.replace('[', '-').strip(']')}-{len(made)}"
+        kwargs.setdefault("name", f"fault-{suffix}-{stack.run_id}@localhost")
+        kwargs.setdefault("queue", f"ct-test-{stack.run_id}-fault-{suffix}")
+        worker = stack.worker(broker, **kwargs)
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.stop()
+
+
+def call(stack, method, item_id, *args, **kwargs):
+    with stack.env() as env:
+        return getattr(env["task.test.item"].browse(item_id), method)(*args, **kwargs)
+
+
+def exactly_once(stack, item_ids):
+    """(lost, run twice) counts over items that were each bumped once."""
+    runs = [stack.item(item_id)["runs"] for item_id in item_ids]
+    return sum(1 for count in runs if count == 0), sum(1 for count in runs if count > 1)
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_broker_down_at_call_time_then_back(stack, fault_worker, tmp_path, broker):
+    if broker == "redis":
+        outage = harness.PrivateRedis(tmp_path).start()
+        worker = fault_worker("redis", env={"ODOO_CELERY_BROKER_URL": outage.url})
+        broker_url = outage.url
+    else:
+        outage = harness.RabbitMQApp()
+        worker = fault_worker("rabbitmq")
+        broker_url = stack.app.conf.broker_url if stack.broker == "rabbitmq" else harness.AMQP_URL
+    stack.point_caller(broker_url, worker.queue)
+    worker.start(stack.app)
+    outage.stop()
+    try:
+        item_ids = [stack.new_item() for _ in range(CALLS_DURING_OUTAGE)]
+        uuids = [call(stack, "bump", item_id).id for item_id in item_ids]
+        rows = [stack.task_row(task_uuid) for task_uuid in uuids]
+        assert all(row["state"] == "pending" and row["sent_at"] is None for row in rows), "committed, not sent"
+    finally:
+        outage.start()
+    for task_uuid in uuids:
+        stack.wait_row(task_uuid, timeout=90)
+    assert exactly_once(stack, item_ids) == (0, 0)
+    assert all(stack.task_row(task_uuid)["state"] == "done" for task_uuid in uuids)
+    assert "published" in worker.log() and "stranded task(s)" in worker.log()
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_worker_killed_mid_task_runs_again_once(stack, fault_worker, broker):
+    first = fault_worker(broker)
+    stack.point_caller(harness_broker_url(stack, broker), first.queue)
+    first.start(stack.app)
+    item_id = stack.new_item()
+    task_uuid = call(stack, "slow_bump", item_id, seconds=3).id
+    stack.wait_row(task_uuid, states=("started",), timeout=30)
+    first.kill()
+    assert stack.task_row(task_uuid)["state"] == "started", "killed mid-task: nothing was committed"
+    second = fault_worker(broker, name=first.name, queue=first.queue)
+    second.start(stack.app)
+    row = stack.wait_row(task_uuid, timeout=60)
+    assert row["state"] == "done"
+    assert row["attempts"] == 2
+    assert stack.item(item_id)["value"] == 1 and stack.item(item_id)["runs"] == 1, "effects exist exactly once"
+
+
+def harness_broker_url(stack, broker):
+    from conftest import BROKERS
+
+    return BROKERS[broker]
+
+
+def test_concurrent_updates_of_the_same_row_both_end_done(stack, broker):
+    worker = stack.use(broker)
+    item_id = stack.new_item()
+    first = call(stack, "slow_bump", item_id, seconds=1.0)
+    second = call(stack, "slow_bump", item_id, seconds=1.0)
+    rows = [stack.wait_row(result.id, timeout=60) for result in (first, second)]
+    assert [row["state"] for row in rows] == ["done", "done"]
+    assert [row["attempts"] for row in rows] == [1, 1], "concurrency retries are not business retries"
+    assert stack.item(item_id)["value"] == 2 and stack.item(item_id)["runs"] == 2, "no lost update"
+    assert "SerializationFailure, retry 1/" in worker.log()
+
+
+def test_soft_time_limit_fails_and_rolls_back(stack, redis):
+    item_id = stack.new_item()
+    result = call(stack, "soft_limited", item_id, seconds=5)
+    row = stack.wait_row(result.id, timeout=30)
+    assert row["state"] == "failed"
+    assert row["exc_type"] == "billiard.exceptions.SoftTimeLimitExceeded"
+    assert stack.item(item_id)["note"] is False
+
+
+def test_hard_time_limit_kills_and_records_failure(stack, redis):
+    item_id = stack.new_item()
+    result = call(stack, "hard_limited", item_id, seconds=10)
+    row = stack.wait_row(result.id, timeout=30)
+    assert row["state"] == "failed", "not left started"
+    assert row["exc_type"].endswith("TimeLimitExceeded")
+    assert "time_limit of 2" in row["exc_message"]
+    time.sleep(4)
+    row = stack.task_row(result.id)
+    assert row["state"] == "failed" and row["attempts"] == 1, "the relay does not run a failed task again"
+    assert stack.item(item_id)["note"] is False
+
+
+def test_retryable_error_is_retried_until_success(stack, redis):
+    item_id = stack.new_item()
+    result = call(stack, "flaky", item_id, succeed_on=3)
+    assert result.get(timeout=60) == 3
+    row = stack.task_row(result.id)
+    assert (row["state"], row["attempts"]) == ("done", 3)
+    assert stack.item(item_id)["runs"] == 1, "failed attempts were rolled back"
+
+
+def test_retry_for_is_bounded_by_max_retries(stack, redis):
+    item_id = stack.new_item()
+    result = call(stack, "flaky_value", item_id, succeed_on=3)
+    row = stack.wait_row(result.id, timeout=60)
+    assert (row["state"], row["attempts"]) == ("failed", 2)
+    assert row["exc_type"] == "builtins.ValueError" and row["exc_message"] == "attempt 2 of 3"
+    assert stack.item(item_id)["note"] is False
+
+
+def test_result_backend_down_still_records_the_outcome(stack, fault_worker):
+    dead_backend = f"redis://127.0.0.1:{harness.free_port()}/0"
+    worker = fault_worker("redis", env={"ODOO_CELERY_BACKEND_URL": dead_backend})
+    stack.point_caller(harness_broker_url(stack, "redis"), worker.queue)
+    worker.start(stack.app)
+    item_id = stack.new_item()
+    result = call(stack, "bump", item_id, amount=7)
+    row = stack.wait_row(result.id, timeout=60)
+    assert row["state"] == "done" and row["result"] == f'{{"ids":[{item_id}],"values":[7]}}'
+    assert stack.item(item_id)["value"] == 7
+    harness.wait_for(lambda: "Connection refused" in worker.log(), 30, what="the backend error in the log")
