@@ -23,12 +23,16 @@ class OdooTask(Task):
     typing = False
 
     def update_state(self, task_id=None, state=None, meta=None, **kwargs):
-        """Report progress to the result backend (if any) and to the task record."""
+        """Report progress to the task record and, when one is configured and up, the result backend."""
         from . import runner
 
-        if not isinstance(self.backend, DisabledBackend):
-            super().update_state(task_id=task_id, state=state, meta=meta, **kwargs)
         runner.record_progress(state, meta)
+        if isinstance(self.backend, DisabledBackend):
+            return
+        try:
+            super().update_state(task_id=task_id, state=state, meta=meta, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the task goes on; its record has the progress
+            _logger.warning("celery_task: result backend refused progress of %s: %s", self.request.id, exc)
 
 
 def register_task(spec):

@@ -39,7 +39,9 @@ DEFAULTS = {
     "result_accept_content": ["json"],
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,
-    "task_track_started": True,
+    # The task record says "started"; a STARTED write to the result backend before the body
+    # would make a down backend stop the task from running at all.
+    "task_track_started": False,
     "worker_prefetch_multiplier": 1,
     "worker_send_task_events": True,
     "task_send_sent_event": True,

@@ -42,8 +42,8 @@ STRANDED_TASKS = """
 
 def _is_running(cr, record_id):
     """True while a live worker holds the task's advisory lock."""
-    cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, record_id])
-    if not cr.fetchone()[0]:
+    cr.execute("SELECT pg_try_advisory_lock(%s, %s) AS free", [LOCK_CLASS, record_id])
+    if not cr.fetchone()["free"]:
         return True
     cr.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, record_id])
     return False
