@@ -46,25 +46,13 @@ def celeryTask(
     sudo=False,
 ):
     """Offload the decorated model method to Celery as task ``<model>.<name>``."""
+    options = dict(locals())
 
     def decorate(func):
         spec = task_specs.TaskSpec(
-            model=model,
+            **{**options, "name": name or func.__name__, "retry_for": tuple(retry_for)},
             method=func.__name__,
-            name=name or func.__name__,
             func=func,
-            queue=queue,
-            dbname=dbname,
-            countdown=countdown,
-            eta=eta,
-            expires=expires,
-            priority=priority,
-            max_retries=max_retries,
-            retry_for=tuple(retry_for),
-            retry_backoff=retry_backoff,
-            time_limit=time_limit,
-            soft_time_limit=soft_time_limit,
-            sudo=sudo,
         )
         task_specs.add(spec)
         register_task(spec)

@@ -31,6 +31,7 @@ STRANDED_TASKS = """
     SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
       FROM celery_task
      WHERE state IN ('pending', 'retry', 'started')
+       AND queue = ANY(%(queues)s)
        AND ((state = 'pending' AND sent_at IS NULL AND create_date < %(cutoff)s)
          OR (state = 'retry' AND COALESCE(eta, write_date) < %(cutoff)s)
          OR (state = 'started' AND started_at < %(cutoff)s))
@@ -49,8 +50,8 @@ def _is_running(cr, record_id):
     return False
 
 
-def relay_database(dbname, delay):
-    """Publish the stranded tasks of one database; returns how many were published."""
+def relay_database(dbname, queues, delay):
+    """Publish the stranded tasks of one database bound for ``queues``; returns how many."""
     cutoff = datetime.datetime.utcnow() - datetime.timedelta(seconds=delay)
     with main_process_db.cursor(dbname) as cr:
         cr.execute(EXPIRE_TASKS)
@@ -59,7 +60,7 @@ def relay_database(dbname, delay):
             _logger.warning(
                 "celery_task relay: %d task(s) expired before running in %s: %s", len(expired), dbname, expired
             )
-        cr.execute(STRANDED_TASKS, {"cutoff": cutoff, "limit": BATCH})
+        cr.execute(STRANDED_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": list(queues)})
         rows = cr.fetchall()
         published = []
         for row in rows:
@@ -76,11 +77,16 @@ def relay_database(dbname, delay):
         return len(published)
 
 
-def relay_all():
+def relay_all(queues):
+    """Relay for every served database, only tasks of the queues this worker consumes.
+
+    Publishing them on this worker's broker is then sure to reach a consumer: a worker on another
+    broker or queue never takes over (and strands) tasks it could not run itself.
+    """
     delay = config.addon_option("relay_delay")
     for dbname in config.served_databases():
         try:
-            relay_database(dbname, delay)
+            relay_database(dbname, queues, delay)
         except Exception:
             _logger.exception("celery_task relay failed for %s", dbname)
 
@@ -92,14 +98,17 @@ class OutboxRelay(bootsteps.StartStopStep):
     is lost and starts its steps again once it is back, so the relay resumes after an outage.
     """
 
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
     def __init__(self, consumer, **kwargs):
         super().__init__(consumer, **kwargs)
         self.tref = None
 
     def start(self, consumer):
         interval = config.addon_option("relay_interval")
-        if interval > 0:
-            self.tref = consumer.timer.call_repeatedly(interval, relay_all, priority=10)
+        queues = sorted(queue.name for queue in consumer.task_consumer.queues)
+        if interval > 0 and queues:
+            self.tref = consumer.timer.call_repeatedly(interval, relay_all, (queues,), priority=10)
 
     def stop(self, consumer):
         if self.tref is not None:

@@ -10,6 +10,12 @@ import harness
 pytestmark = pytest.mark.odoo
 
 
+@pytest.fixture
+def worker(stack, broker):
+    """Each test runs on Redis and on RabbitMQ, against that broker's worker."""
+    return stack.workers[broker]
+
+
 def forge(stack, method="bump", call_args=(), **columns):
     """Commit a task record as the decorator writes it, then alter ``columns`` as a foreign writer would.
 
@@ -35,7 +41,7 @@ def publish(item):
 
 def send_raw(stack, name, args, kwargs=None, task_id=None):
     task_id = task_id or str(uuid.uuid4())
-    stack.app.send_task(name, args=args, kwargs=kwargs or {}, task_id=task_id, queue=stack.queue("redis"))
+    stack.app.send_task(name, args=args, kwargs=kwargs or {}, task_id=task_id, queue=stack.queue(stack.broker))
     return task_id
 
 
@@ -53,29 +59,29 @@ def assert_failed(stack, task_uuid, exc_type, *fragments):
     return row
 
 
-def test_unknown_task_name(stack, redis):
+def test_unknown_task_name(stack, worker):
     row, item, item_id = forge(stack, name="task.test.item.vanished")
     item.task_name = "task.test.item.vanished"
     publish(item)
     assert_failed(stack, row["uuid"], "UnknownTask", "task.test.item.vanished", "nothing ran")
-    wait_log(redis, "Received unregistered task of type 'task.test.item.vanished'")
+    wait_log(worker, "Received unregistered task of type 'task.test.item.vanished'")
     assert stack.item(item_id)["value"] == 0
 
 
-def test_unknown_model(stack, redis):
+def test_unknown_model(stack, worker):
     row, item, _ = forge(stack, model_name="no.such.model")
     publish(item)
     assert_failed(stack, row["uuid"], "UnknownTask", "'no.such.model' does not exist")
 
 
-def test_method_that_is_not_decorated(stack, redis):
+def test_method_that_is_not_decorated(stack, worker):
     row, item, item_id = forge(stack, method_name="not_a_task")
     publish(item)
     assert_failed(stack, row["uuid"], "NotATask", "task.test.item.not_a_task is not decorated")
     assert stack.item(item_id)["note"] is False, "the undecorated method never ran"
 
 
-def test_records_deleted_before_the_run(stack, redis):
+def test_records_deleted_before_the_run(stack, worker):
     item_id = stack.new_item()
     with stack.env() as env:
         item = env["task.test.item"].browse(item_id)
@@ -86,7 +92,7 @@ def test_records_deleted_before_the_run(stack, redis):
         result.get(timeout=10)
 
 
-def test_user_deactivated_before_the_run(stack, redis):
+def test_user_deactivated_before_the_run(stack, worker):
     from odoo import api
 
     with stack.env() as env:
@@ -107,14 +113,14 @@ def test_user_deactivated_before_the_run(stack, redis):
     assert stack.item(item_id)["value"] == 0
 
 
-def test_stored_arguments_that_do_not_fit(stack, redis):
+def test_stored_arguments_that_do_not_fit(stack, worker):
     row, item, item_id = forge(stack, args=json.dumps({"args": [1, 2, 3], "kwargs": {}}))
     publish(item)
     assert_failed(stack, row["uuid"], "BadArguments", "task.test.item.bump", "too many positional arguments")
     assert stack.item(item_id)["value"] == 0
 
 
-def test_wrong_arguments_are_refused_at_call_time(stack, redis):
+def test_wrong_arguments_are_refused_at_call_time(stack, worker):
     item_id = stack.new_item()
     with stack.env() as env:
         item = env["task.test.item"].browse(item_id)
@@ -128,7 +134,7 @@ def test_wrong_arguments_are_refused_at_call_time(stack, redis):
         assert not env["celery.task"].search_count([("record_ids", "=", json.dumps([item_id]))])
 
 
-def test_unserializable_argument_is_refused_at_call_time(stack, redis):
+def test_unserializable_argument_is_refused_at_call_time(stack, worker):
     item_id = stack.new_item()
     with stack.env() as env:
         item = env["task.test.item"].browse(item_id)
@@ -149,20 +155,20 @@ def test_unserializable_argument_is_refused_at_call_time(stack, redis):
     [(["only-one"], {}), ([None, "1"], {}), ([None, 1], {"injected": "yes"}), ([], {})],
     ids=["too-few", "id-not-int", "extra-kwargs", "empty"],
 )
-def test_malformed_message_is_rejected(stack, redis, args, kwargs):
+def test_malformed_message_is_rejected(stack, worker, args, kwargs):
     args = [stack.db if value is None else value for value in args]
     task_id = send_raw(stack, "task.test.item.bump", args, kwargs)
-    wait_log(redis, f"task.test.item.bump[{task_id}]: expected args [database, task record id]")
+    wait_log(worker, f"task.test.item.bump[{task_id}]: expected args [database, task record id]")
 
 
-def test_tampered_message_runs_nothing(stack, redis):
+def test_tampered_message_runs_nothing(stack, worker):
     row, item, item_id = forge(stack)
     forged_name = send_raw(stack, "task.test.item.fail", [stack.db, row["id"]], task_id=row["uuid"])
-    wait_log(redis, f"task.test.item.fail[{forged_name}] does not match task record {row['id']}")
+    wait_log(worker, f"task.test.item.fail[{forged_name}] does not match task record {row['id']}")
     forged_id = send_raw(stack, "task.test.item.bump", [stack.db, row["id"]])
-    wait_log(redis, f"task.test.item.bump[{forged_id}] does not match task record {row['id']}")
+    wait_log(worker, f"task.test.item.bump[{forged_id}] does not match task record {row['id']}")
     missing = send_raw(stack, "task.test.item.bump", [stack.db, 2_000_000_000])
-    wait_log(redis, f"task.test.item.bump[{missing}]: no task record 2000000000 in database {stack.db}")
+    wait_log(worker, f"task.test.item.bump[{missing}]: no task record 2000000000 in database {stack.db}")
     assert stack.task_row(row["uuid"])["state"] == "pending", "a forged message did not claim the real task"
     assert stack.item(item_id)["value"] == 0
     publish(item)
@@ -170,9 +176,9 @@ def test_tampered_message_runs_nothing(stack, redis):
     assert stack.item(item_id)["value"] == 1
 
 
-def test_database_the_worker_does_not_serve(stack, redis):
+def test_database_the_worker_does_not_serve(stack, worker):
     task_id = send_raw(stack, "task.test.item.bump", ["ct_no_such_database", 1])
-    wait_log(redis, "needs database 'ct_no_such_database', which this worker does not serve")
+    wait_log(worker, "needs database 'ct_no_such_database', which this worker does not serve")
     assert task_id
 
 
@@ -182,15 +188,14 @@ def test_target_database_not_served_is_recorded(stack):
     stack.point_caller(stack.app.conf.broker_url, single.queue)
     single.start(stack.app)
     try:
-        item_id = stack.new_item()
         with stack.env() as env:
-            result = env["task.test.item"].browse(item_id).create_in_other_db("never")
+            result = env["task.test.item"].create_in_other_db("never")
         assert_failed(stack, result.id, "UnservedDatabase", f"needs database '{stack.other_db}'", "nothing ran")
     finally:
         single.stop()
 
 
-def test_business_error_keeps_type_message_and_traceback(stack, redis):
+def test_business_error_keeps_type_message_and_traceback(stack, worker):
     item_id = stack.new_item()
     with stack.env() as env:
         result = env["task.test.item"].browse(item_id).fail("broken on purpose")

@@ -131,10 +131,9 @@ def test_flower_sees_model_name_and_readable_args(stack, redis):
 
 
 def test_runs_against_another_database(stack, redis):
-    item_id = stack.new_item()
     name = f"made-in-other-{uuid.uuid4().hex[:8]}"
     with stack.env() as env:
-        result = env["task.test.item"].browse(item_id).create_in_other_db(name)
+        result = env["task.test.item"].create_in_other_db(name)
     created_id = result.get(timeout=30)
     with stack.env(dbname=stack.other_db) as env:
         created = env["task.test.item"].browse(created_id)

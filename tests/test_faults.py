@@ -157,3 +157,37 @@ def test_result_backend_down_still_records_the_outcome(stack, fault_worker):
     assert row["state"] == "done" and row["result"] == f'{{"ids":[{item_id}],"values":[7]}}'
     assert stack.item(item_id)["value"] == 7
     harness.wait_for(lambda: "Connection refused" in worker.log(), 30, what="the backend error in the log")
+
+
+def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, redis):
+    from odoo.addons.celery_task.outbox import Outgoing, publish
+
+    item_id = stack.new_item()
+    result = call(stack, "bump", item_id)
+    row = stack.wait_row(result.id)
+    assert publish(Outgoing.from_row(stack.db, row))
+    harness.wait_for(
+        lambda: f"task.test.item.bump[{row['uuid']}] is already done; message acknowledged and skipped" in redis.log(),
+        20,
+        what="the skip line",
+    )
+    assert stack.item(item_id)["runs"] == 1
+    assert stack.task_row(result.id)["attempts"] == 1
+
+
+def test_duplicate_delivered_while_running_does_not_run_twice(stack, redis):
+    from odoo.addons.celery_task.outbox import Outgoing, publish
+
+    item_id = stack.new_item()
+    result = call(stack, "slow_bump", item_id, seconds=2)
+    row = stack.wait_row(result.id, states=("started",))
+    assert publish(Outgoing.from_row(stack.db, row)), "the same message again, as a broker redelivery would"
+    harness.wait_for(
+        lambda: (
+            f"task.test.item.slow_bump[{row['uuid']}] is being run by another worker; duplicate skipped" in redis.log()
+        ),
+        20,
+        what="the duplicate line",
+    )
+    assert stack.wait_row(result.id)["state"] == "done"
+    assert stack.item(item_id)["runs"] == 1
