@@ -203,3 +203,19 @@ def test_business_error_keeps_type_message_and_traceback(stack, worker):
     assert "raise UserError(message)" in row["traceback"]
     assert row["attempts"] == 1, "a business error is not retried unless asked"
     assert stack.item(item_id)["note"] is False, "the method's writes were rolled back"
+
+
+def test_truncated_message_body_is_rejected(stack, worker):
+    """A body cut in the middle never decodes: Celery logs it and drops it; nothing runs."""
+    task_id = str(uuid.uuid4())
+    headers = {"lang": "py", "task": "task.test.item.bump", "id": task_id, "root_id": task_id, "argsrepr": "x"}
+    with stack.app.producer_or_acquire() as producer:
+        producer.publish(
+            '[["db", 1], {}, {"callbacks": nu',
+            routing_key=stack.queue(stack.broker),
+            serializer=None,
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers=headers,
+        )
+    wait_log(worker, "Can't decode message body")

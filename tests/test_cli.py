@@ -24,6 +24,7 @@ def run_cli(stack, *args, env=None):
 
 @pytest.mark.parametrize("entry", ["worker_bootstrap.py", "odoo-bin celery"])
 def test_other_entry_points_start_a_worker(stack, redis, entry):
+    """``python worker_bootstrap.py`` finds its config through ODOO_RC; ``odoo-bin celery`` through -c."""
     if entry == "odoo-bin celery":
         if not stack.home.odoo_bin.exists():
             pytest.skip("this Odoo install has no odoo-bin script")
@@ -32,7 +33,11 @@ def test_other_entry_points_start_a_worker(stack, redis, entry):
         command = [sys.executable, str(harness.REPO / entry)]
     name = f"entry-{entry.split()[0].replace('.', '-')}-{stack.run_id}@localhost"
     worker = stack.worker("redis", name=name, queue=f"ct-test-{stack.run_id}-entry")
-    worker.entry = [*command, "-c", str(stack.config_path)]
+    if entry == "worker_bootstrap.py":
+        worker.entry = command
+        worker.env["ODOO_RC"] = str(stack.config_path)
+    else:
+        worker.entry = [*command, "-c", str(stack.config_path)]
     worker.start(stack.app)
     try:
         registered = stack.app.control.inspect(destination=[name], timeout=5).registered()[name]

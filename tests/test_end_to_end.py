@@ -104,6 +104,7 @@ def test_registered_names_are_listed_by_inspect(stack, redis):
         "res.users.present_gift",
     }
     assert expected <= names
+    assert "crossed a fork" not in redis.log(), "no database connection was copied into a pool child"
 
 
 def test_flower_lists_the_task_with_readable_args(stack, redis):
