@@ -6,12 +6,9 @@ A few of our own options (``enable_celery_task``, relay and retry knobs) are rea
 """
 
 import ast
-import logging
 import os
 
 from odoo.tools import config as odoo_config
-
-_logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "ODOO_CELERY_"
 CONF_PREFIX = "celery_"

@@ -3,11 +3,9 @@
 import contextvars
 import dataclasses
 import datetime
+import functools
 import inspect
-import logging
 from collections.abc import Callable
-
-_logger = logging.getLogger(__name__)
 
 SPECS = {}
 
@@ -39,7 +37,7 @@ class TaskSpec:
     def task_name(self):
         return f"{self.model}.{self.name}"
 
-    @property
+    @functools.cached_property
     def signature(self):
         return inspect.signature(self.func)
 
