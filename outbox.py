@@ -141,7 +141,7 @@ def enqueue(spec, records, args, kwargs):
     env = records.env
     cr = env.cr
     payload = serialization.dumps({"args": list(args), "kwargs": kwargs}, path=f"{spec.task_name} arguments")
-    now = datetime.datetime.utcnow().replace(microsecond=0)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
     eta, expires_at = _schedule(spec, now)
     task_uuid = str(uuid.uuid4())
     queue = spec.queue or celery_app.conf.task_default_queue

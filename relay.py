@@ -52,7 +52,7 @@ def _is_running(cr, record_id):
 
 def relay_database(dbname, queues, delay):
     """Publish the stranded tasks of one database bound for ``queues``; returns how many."""
-    cutoff = datetime.datetime.utcnow() - datetime.timedelta(seconds=delay)
+    cutoff = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=delay)
     with main_process_db.cursor(dbname) as cr:
         cr.execute(EXPIRE_TASKS)
         expired = [row["id"] for row in cr.fetchall()]
