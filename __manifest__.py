@@ -10,7 +10,17 @@
     "data": [
         "security/celery_task_security.xml",
         "security/ir.model.access.csv",
+        "data/ir_config_parameter.xml",
+        "data/ir_cron.xml",
+        "views/celery_task_views.xml",
+        "views/celery_periodic_task_views.xml",
+        "views/menus.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "celery_task/static/tests/tours/**/*",
+        ],
+    },
     "installable": True,
-    "application": False,
+    "application": True,
 }

@@ -47,6 +47,7 @@ DEFAULTS = {
     # A publish that cannot reach the broker fails at once: the task stays in the outbox and the
     # relay publishes it later, instead of the caller waiting on connection retries.
     "broker_transport_options": {"max_retries": 0},
+    "beat_scheduler": "odoo.addons.celery_task.beat_scheduler:DatabaseScheduler",
 }
 
 

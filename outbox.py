@@ -33,7 +33,7 @@ INSERT_TASK = """
 
 MARK_SENT = """
     UPDATE celery_task SET sent_at = (now() AT TIME ZONE 'UTC')
-    WHERE id = ANY(%s) AND sent_at IS NULL
+    WHERE id = ANY(%s) AND sent_at IS NULL AND state = 'pending'
 """
 
 

@@ -20,7 +20,7 @@ from psycopg2 import errors as pg_errors
 from odoo import api
 from odoo.modules.registry import Registry
 
-from . import config, main_process_db, serialization, task_specs
+from . import config, main_process_db, notifications, serialization, task_specs
 from .exceptions import (
     BadArguments,
     InactiveUser,
@@ -262,6 +262,7 @@ def _run_once(origin, target, task, spec, row):
         result = _result_json(value)
         if target is origin:
             cr.execute(FINISH_TASK, _outcome_values(row["id"], "done", result=result))
+            notifications.notify_outcome(cr, row["id"])
         else:
             cr.execute(MIRROR_TASK, {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result})
         return result
@@ -345,6 +346,8 @@ def _record_outcome(registry, record_id, state, result=None, exc=None, countdown
     def write():
         with registry.cursor() as cr:
             cr.execute(RETRY_TASK if state == "retry" else FINISH_TASK, values)
+            if state != "retry":
+                notifications.notify_outcome(cr, record_id)
 
     with_concurrency_retries(f"record {state} of task {record_id}", write)
 

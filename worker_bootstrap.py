@@ -84,8 +84,12 @@ def main(argv=None):
 
     odoo_args, celery_args = split_arguments(list(sys.argv[1:] if argv is None else argv))
     odoo.tools.config.parse_config(odoo_args, setup_logging=True)
-    # Odoo names its level 25 "INFO" too; Celery's ``-l info`` must still mean logging.INFO.
+    # Odoo names its level 25 "INFO" too; Celery's ``-l info`` must still mean logging.INFO. kombu
+    # keeps its own copy of the names, taken when it was first imported (odoo-bin imports it early).
+    from kombu.log import LOG_LEVELS
+
     logging.addLevelName(logging.INFO, "INFO")
+    LOG_LEVELS["INFO"] = logging.INFO
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(celery|kombu|redis)(\.|$)")
     _ensure_addon_importable()
     from odoo.addons.celery_task import worker_signals  # noqa: F401 - connects the handlers

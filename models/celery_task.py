@@ -1,7 +1,22 @@
-"""The task record: the outbox row the caller commits and the worker claims, runs and closes."""
+"""The task record: the outbox row the caller commits and the worker claims, runs and closes.
+
+Users follow their tasks here: progress (read from the worker's progress row), timings, outcome;
+Celery managers requeue and cancel them. Finished tasks are vacuumed after a retention period.
+"""
+
+import datetime
+import json
+import logging
+import uuid
 
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
+
+from .. import compat
+from ..app import celery_app
+from ..outbox import Outgoing, publish_after_commit
+
+_logger = logging.getLogger(__name__)
 
 STATES = [
     ("pending", "Pending"),
@@ -11,6 +26,18 @@ STATES = [
     ("failed", "Failed"),
     ("cancelled", "Cancelled"),
 ]
+FINISHED_STATES = ("done", "failed", "cancelled")
+REQUEUEABLE_STATES = ("failed", "cancelled")
+CANCELLABLE_STATES = ("pending", "retry", "started")
+RETENTION_PARAM = "celery_task.retention_days"
+DEFAULT_RETENTION_DAYS = 30
+NOTIFIED_STATES = {"done": "success", "failed": "danger"}
+
+# A requeued task goes out under a new Celery id: workers discard messages whose id was revoked.
+REQUEUE_TASK = """
+    UPDATE celery_task SET uuid = %(uuid)s WHERE id = %(id)s
+    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+"""
 
 # Fields that decide what a worker runs: only the decorator (in the caller's transaction) sets them.
 PROTECTED_FIELDS = frozenset(
@@ -31,6 +58,12 @@ PROTECTED_FIELDS = frozenset(
         "call_repr",
     }
 )
+
+
+def _percent(state, current, total):
+    if state == "done":
+        return 100.0
+    return min(100.0, 100.0 * current / total) if total else 0.0
 
 
 class CeleryTask(models.Model):
@@ -62,6 +95,13 @@ class CeleryTask(models.Model):
     exc_type = fields.Char("Exception", readonly=True)
     exc_message = fields.Text("Error", readonly=True)
     traceback = fields.Text(readonly=True)
+    duration = fields.Float("Duration (s)", compute="_compute_duration", digits=(16, 2))
+    record_count = fields.Integer("Records", compute="_compute_record_count")
+    progress_percent = fields.Float("Progress", compute="_compute_progress", digits=(16, 1))
+    progress_current = fields.Float("Progress Current", compute="_compute_progress")
+    progress_total = fields.Float("Progress Total", compute="_compute_progress")
+    progress_message = fields.Char("Progress Message", compute="_compute_progress")
+    progress_label = fields.Char("Steps", compute="_compute_progress")
 
     _sql_constraints = [("uuid_unique", "unique(uuid)", "A Celery task id is unique.")]
 
@@ -82,3 +122,158 @@ class CeleryTask(models.Model):
                 _("These task fields decide what a worker runs and cannot be changed: %s", ", ".join(sorted(forbidden)))
             )
         return super().write(vals)
+
+    @api.depends("state", "started_at", "done_at")
+    def _compute_duration(self):
+        for task in self:
+            end = task.done_at or (task.state == "started" and fields.Datetime.now())
+            task.duration = (end - task.started_at).total_seconds() if task.started_at and end else 0.0
+
+    @api.depends("record_ids")
+    def _compute_record_count(self):
+        for task in self:
+            task.record_count = len(task._record_id_list())
+
+    def _compute_progress(self):
+        """Read the live progress row the worker writes from its own connection while the task runs."""
+        rows = (
+            self.env["celery.task.progress"]
+            .sudo()
+            .search_fetch([("task_id", "in", self.ids)], ["task_id", "current", "total", "message"])
+        )
+        by_task = {row.task_id.id: row for row in rows}
+        for task in self:
+            row = by_task.get(task.id)
+            current, total = (row.current, row.total) if row else (0.0, 0.0)
+            task.progress_percent = _percent(task.state, current, total)
+            task.progress_current = current
+            task.progress_total = total
+            task.progress_message = row.message if row else False
+            task.progress_label = f"{current:g} / {total:g}" if total else False
+
+    def _record_id_list(self):
+        try:
+            ids = json.loads(self.record_ids or "[]")
+        except ValueError:
+            return []
+        return [record_id for record_id in ids if isinstance(record_id, int)]
+
+    def action_open_records(self):
+        """Open the records the task was called on, in their own views."""
+        self.ensure_one()
+        if self.model_name not in self.env:
+            raise UserError(_("Model %s does not exist in this database.", self.model_name))
+        ids = self._record_id_list()
+        action = {
+            "type": "ir.actions.act_window",
+            "name": self.env[self.model_name]._description,
+            "res_model": self.model_name,
+            "target": "current",
+        }
+        if len(ids) == 1:
+            return {**action, "views": [(False, "form")], "res_id": ids[0]}
+        return {**action, "views": [(False, compat.LIST_VIEW), (False, "form")], "domain": [("id", "in", ids)]}
+
+    def action_requeue(self):
+        """Run failed or cancelled tasks again: back to pending, published once this transaction commits."""
+        wrong = self.filtered(lambda task: task.state not in REQUEUEABLE_STATES)
+        if wrong:
+            raise UserError(
+                _("Only failed or cancelled tasks can be requeued: %s", ", ".join(wrong.mapped("display_name")))
+            )
+        now = fields.Datetime.now()
+        expired = self.filtered(lambda task: task.expires_at and task.expires_at < now)
+        if expired:
+            raise UserError(
+                _("These tasks expired and cannot run again: %s", ", ".join(expired.mapped("display_name")))
+            )
+        self.write(
+            {
+                "state": "pending",
+                "attempts": 0,
+                "sent_at": False,
+                "started_at": False,
+                "done_at": False,
+                "worker_host": False,
+                "result": False,
+                "exc_type": False,
+                "exc_message": False,
+                "traceback": False,
+            }
+        )
+        self.env["celery.task.progress"].sudo().search([("task_id", "in", self.ids)]).unlink()
+        self.flush_recordset()
+        for task in self:
+            self.env.cr.execute(REQUEUE_TASK, {"uuid": str(uuid.uuid4()), "id": task.id})
+            publish_after_commit(self.env, Outgoing.from_row(self.env.cr.dbname, self.env.cr.dictfetchone()))
+        self.invalidate_recordset(["uuid"])
+        return True
+
+    def action_cancel(self):
+        """Cancel tasks: a pending one is never run, a running one is revoked with terminate."""
+        wrong = self.filtered(lambda task: task.state not in CANCELLABLE_STATES)
+        if wrong:
+            raise UserError(
+                _(
+                    "Only pending, waiting or running tasks can be cancelled: %s",
+                    ", ".join(wrong.mapped("display_name")),
+                )
+            )
+        running = self.filtered(lambda task: task.state == "started")
+        values = {"state": "cancelled", "done_at": fields.Datetime.now(), "exc_type": "cancelled"}
+        who = self.env.user.name
+        (self - running).write({**values, "exc_message": _("Cancelled by %s; no worker will run it.", who)})
+        running.write({**values, "exc_message": _("Cancelled by %s while running; revoked.", who)})
+        uuids = running.mapped("uuid")
+        if uuids:
+            self.env.cr.postcommit.add(lambda: self._revoke(uuids))
+        return True
+
+    @api.model
+    def _revoke(self, uuids):
+        """Terminate the running tasks; their state is already cancelled, so nothing they did commits."""
+        try:
+            celery_app.control.revoke(uuids, terminate=True)
+        except Exception:
+            _logger.warning("celery_task: could not revoke %s", uuids, exc_info=True)
+
+    @api.depends("name", "uuid")
+    def _compute_display_name(self):
+        for task in self:
+            task.display_name = f"{task.name} [{(task.uuid or '')[:8]}]"
+
+    @api.model
+    def _vacuum_finished(self):
+        """Delete tasks finished more than ``celery_task.retention_days`` ago (default 30, 0 keeps all); cron."""
+        raw = self.env["ir.config_parameter"].sudo().get_param(RETENTION_PARAM, DEFAULT_RETENTION_DAYS)
+        try:
+            days = int(raw)
+        except ValueError:
+            _logger.warning(
+                "celery_task: %s=%r is not a number of days; using %d", RETENTION_PARAM, raw, DEFAULT_RETENTION_DAYS
+            )
+            days = DEFAULT_RETENTION_DAYS
+        if days <= 0:
+            return 0
+        cutoff = fields.Datetime.now() - datetime.timedelta(days=days)
+        old = self.sudo().search([("state", "in", FINISHED_STATES), ("done_at", "<", cutoff)])
+        count = len(old)
+        old.unlink()
+        _logger.info("celery_task: vacuumed %d task(s) finished before %s", count, cutoff)
+        return count
+
+    def _notify_owner(self):
+        """Tell the user who started the task that it finished or failed (needs the bus module)."""
+        self.ensure_one()
+        kind = NOTIFIED_STATES.get(self.state)
+        user = self.user_id
+        if not kind or not user.active:
+            return False
+        self = self.with_context(lang=user.lang)
+        if self.state == "done":
+            title, message = _("Background task finished"), self.call_repr or self.name
+        else:
+            title = _("Background task failed")
+            message = f"{self.call_repr or self.name}: {self.exc_message or self.exc_type or ''}"[:500]
+        payload = {"title": title, "message": message, "type": kind, "sticky": self.state == "failed"}
+        return compat.send_bus_notification(user, "simple_notification", payload)

@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import sys
 import types
 
 import pytest
@@ -11,16 +10,7 @@ import harness
 
 odoo, ODOO_MISSING = harness.find_odoo()
 
-# The repository root is the addon: pytest collects it as a package and would import its
-# __init__.py under the checkout's folder name, which Odoo refuses. Odoo imports it itself, as
-# odoo.addons.celery_task, once the tests have set up an addons path.
-sys.modules.setdefault(harness.REPO.name, types.ModuleType(harness.REPO.name))
-
-BROKERS = {
-    "redis": f"{harness.REDIS_URL}/14",
-    "rabbitmq": harness.AMQP_URL,
-}
-RESULT_BACKEND = f"{harness.REDIS_URL}/15"
+BROKERS = harness.BROKERS
 
 
 def pytest_report_header(config):
@@ -143,7 +133,7 @@ def stack(tmp_path_factory):
         databases,
         enable_celery_task="True",
         celery_broker_url=BROKERS["redis"],
-        celery_backend_url=RESULT_BACKEND,
+        celery_backend_url=harness.RESULT_BACKEND,
         celery_relay_interval="1",
         celery_relay_delay="3",
         celery_concurrency_backoff="0.05",

@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_ADDON = REPO / "tests" / "addons" / "celery_task_test"
 REDIS_URL = os.environ.get("CELERY_TASK_TEST_REDIS", "redis://127.0.0.1:6379")
 AMQP_URL = os.environ.get("CELERY_TASK_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+BROKERS = {"redis": f"{REDIS_URL}/14", "rabbitmq": AMQP_URL}
+RESULT_BACKEND = f"{REDIS_URL}/15"
 
 
 def find_odoo():

@@ -52,7 +52,7 @@ def test_broker_down_at_call_time_then_back(stack, fault_worker, tmp_path, broke
     else:
         outage = harness.RabbitMQApp()
         worker = fault_worker("rabbitmq")
-        broker_url = stack.app.conf.broker_url if stack.broker == "rabbitmq" else harness.AMQP_URL
+        broker_url = harness.BROKERS["rabbitmq"]
     stack.point_caller(broker_url, worker.queue)
     worker.start(stack.app)
     outage.stop()
@@ -73,7 +73,7 @@ def test_broker_down_at_call_time_then_back(stack, fault_worker, tmp_path, broke
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_worker_killed_mid_task_runs_again_once(stack, fault_worker, broker):
     first = fault_worker(broker)
-    stack.point_caller(harness_broker_url(stack, broker), first.queue)
+    stack.point_caller(harness.BROKERS[broker], first.queue)
     first.start(stack.app)
     item_id = stack.new_item()
     task_uuid = call(stack, "slow_bump", item_id, seconds=3).id
@@ -88,12 +88,6 @@ def test_worker_killed_mid_task_runs_again_once(stack, fault_worker, broker):
     assert stack.item(item_id)["value"] == 1 and stack.item(item_id)["runs"] == 1, "effects exist exactly once"
 
 
-def harness_broker_url(stack, broker):
-    from conftest import BROKERS
-
-    return BROKERS[broker]
-
-
 def test_concurrent_updates_of_the_same_row_both_end_done(stack, broker):
     worker = stack.use(broker)
     item_id = stack.new_item()
@@ -106,7 +100,7 @@ def test_concurrent_updates_of_the_same_row_both_end_done(stack, broker):
     assert "SerializationFailure, retry 1/" in worker.log()
 
 
-def test_soft_time_limit_fails_and_rolls_back(stack, redis):
+def test_soft_time_limit_fails_and_rolls_back(stack, broker):
     item_id = stack.new_item()
     result = call(stack, "soft_limited", item_id, seconds=5)
     row = stack.wait_row(result.id, timeout=30)
@@ -115,7 +109,7 @@ def test_soft_time_limit_fails_and_rolls_back(stack, redis):
     assert stack.item(item_id)["note"] is False
 
 
-def test_hard_time_limit_kills_and_records_failure(stack, redis):
+def test_hard_time_limit_kills_and_records_failure(stack, broker):
     item_id = stack.new_item()
     result = call(stack, "hard_limited", item_id, seconds=10)
     row = stack.wait_row(result.id, timeout=30)
@@ -128,7 +122,7 @@ def test_hard_time_limit_kills_and_records_failure(stack, redis):
     assert stack.item(item_id)["note"] is False
 
 
-def test_retryable_error_is_retried_until_success(stack, redis):
+def test_retryable_error_is_retried_until_success(stack, broker):
     item_id = stack.new_item()
     result = call(stack, "flaky", item_id, succeed_on=3)
     assert result.get(timeout=60) == 3
@@ -137,7 +131,7 @@ def test_retryable_error_is_retried_until_success(stack, redis):
     assert stack.item(item_id)["runs"] == 1, "failed attempts were rolled back"
 
 
-def test_retry_for_is_bounded_by_max_retries(stack, redis):
+def test_retry_for_is_bounded_by_max_retries(stack, broker):
     item_id = stack.new_item()
     result = call(stack, "flaky_value", item_id, succeed_on=3)
     row = stack.wait_row(result.id, timeout=60)
@@ -146,10 +140,11 @@ def test_retry_for_is_bounded_by_max_retries(stack, redis):
     assert stack.item(item_id)["note"] is False
 
 
-def test_result_backend_down_still_records_the_outcome(stack, fault_worker):
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_result_backend_down_still_records_the_outcome(stack, fault_worker, broker):
     dead_backend = f"redis://127.0.0.1:{harness.free_port()}/0"
-    worker = fault_worker("redis", env={"ODOO_CELERY_BACKEND_URL": dead_backend})
-    stack.point_caller(harness_broker_url(stack, "redis"), worker.queue)
+    worker = fault_worker(broker, env={"ODOO_CELERY_BACKEND_URL": dead_backend})
+    stack.point_caller(harness.BROKERS[broker], worker.queue)
     worker.start(stack.app)
     item_id = stack.new_item()
     result = call(stack, "bump", item_id, amount=7)
@@ -159,7 +154,8 @@ def test_result_backend_down_still_records_the_outcome(stack, fault_worker):
     harness.wait_for(lambda: "Connection refused" in worker.log(), 30, what="the backend error in the log")
 
 
-def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, redis):
+def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, broker):
+    worker = stack.workers[broker]
     from odoo.addons.celery_task.outbox import Outgoing, publish
 
     item_id = stack.new_item()
@@ -167,7 +163,7 @@ def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, redis):
     row = stack.wait_row(result.id)
     assert publish(Outgoing.from_row(stack.db, row))
     harness.wait_for(
-        lambda: f"task.test.item.bump[{row['uuid']}] is already done; message acknowledged and skipped" in redis.log(),
+        lambda: f"task.test.item.bump[{row['uuid']}] is already done; message acknowledged and skipped" in worker.log(),
         20,
         what="the skip line",
     )
@@ -175,7 +171,8 @@ def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, redis):
     assert stack.task_row(result.id)["attempts"] == 1
 
 
-def test_duplicate_delivered_while_running_does_not_run_twice(stack, redis):
+def test_duplicate_delivered_while_running_does_not_run_twice(stack, broker):
+    worker = stack.workers[broker]
     from odoo.addons.celery_task.outbox import Outgoing, publish
 
     item_id = stack.new_item()
@@ -184,7 +181,7 @@ def test_duplicate_delivered_while_running_does_not_run_twice(stack, redis):
     assert publish(Outgoing.from_row(stack.db, row)), "the same message again, as a broker redelivery would"
     harness.wait_for(
         lambda: (
-            f"task.test.item.slow_bump[{row['uuid']}] is being run by another worker; duplicate skipped" in redis.log()
+            f"task.test.item.slow_bump[{row['uuid']}] is being run by another worker; duplicate skipped" in worker.log()
         ),
         20,
         what="the duplicate line",

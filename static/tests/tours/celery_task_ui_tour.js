@@ -1,0 +1,57 @@
+/** @odoo-module */
+/* The task list and a failed task's form as a Celery manager sees them (tests/test_ui_tour.py). */
+
+import { registry } from "@web/core/registry";
+
+const REPORT = "celery_task tour saw";
+const TOUR_TASKS = "res.partner.tour_";
+
+function cellText(row, name) {
+    return row.querySelector(`td[name="${name}"]`)?.textContent.replace(/\s+/g, " ").trim() || "";
+}
+
+registry.category("web_tour.tours").add("celery_task_ui_tour", {
+    steps: () => [
+        {
+            content: "The task list shows the running task's progress bar",
+            trigger: ".o_list_view tr.o_data_row td[name=progress_percent] .o_progressbar",
+        },
+        {
+            content: "Report the states and progress the list shows",
+            trigger: `.o_list_view tr.o_data_row td[name=name]:contains(${TOUR_TASKS}failed)`,
+            run() {
+                const rows = [...document.querySelectorAll(".o_list_view tr.o_data_row")];
+                const seen = rows.filter((row) => cellText(row, "name").startsWith(TOUR_TASKS)).map((row) => ({
+                    name: cellText(row, "name"),
+                    state: cellText(row, "state"),
+                    progress: cellText(row, "progress_percent"),
+                    steps: cellText(row, "progress_label"),
+                    message: cellText(row, "progress_message"),
+                    has_progress_bar: Boolean(row.querySelector("td[name=progress_percent] .o_progressbar")),
+                }));
+                console.log(`${REPORT} list: ${JSON.stringify(seen)}`);
+            },
+        },
+        {
+            content: "Open the failed task",
+            trigger: `.o_list_view tr.o_data_row td[name=name]:contains(${TOUR_TASKS}failed)`,
+            run: "click",
+        },
+        {
+            content: "The failed task's form has the Requeue button, its progress bar and its error",
+            trigger: ".o_form_view:has(.o_form_statusbar button[name=action_requeue]):has(.o_field_progressbar)",
+            run() {
+                const form = document.querySelector(".o_form_view");
+                const text = (selector) => form.querySelector(selector)?.textContent.replace(/\s+/g, " ").trim();
+                const report = {
+                    title: text(".oe_title h1"),
+                    requeue_button: text(".o_form_statusbar button[name=action_requeue]"),
+                    cancel_button: Boolean(form.querySelector(".o_form_statusbar button[name=action_cancel]")),
+                    progress: text(".o_field_progressbar"),
+                    error: text(".o_field_widget[name=exc_message]"),
+                };
+                console.log(`${REPORT} form: ${JSON.stringify(report)}`);
+            },
+        },
+    ],
+});

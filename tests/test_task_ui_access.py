@@ -1,0 +1,265 @@
+"""Who sees and manages which task records, and what the UI's actions do with a real worker."""
+
+import datetime
+import uuid
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.odoo
+
+PASSWORD = "celery-task-test-password"
+ADMIN_UID = 2
+PASSWORDS = {ADMIN_UID: "admin"}
+
+
+@pytest.fixture(scope="module")
+def users(stack):
+    """A plain internal user, a Celery Manager who is no administrator, and the administrator."""
+    suffix = uuid.uuid4().hex[:8]
+    with stack.env() as env:
+        internal = env.ref("base.group_user")
+        manager_group = env.ref("celery_task.group_celery_manager")
+        create = env["res.users"].with_context(no_reset_password=True).create
+        plain = create({"name": "Plain", "login": f"plain-{suffix}", "password": PASSWORD, "groups_id": internal.ids})
+        manager = create(
+            {
+                "name": "Manager",
+                "login": f"manager-{suffix}",
+                "password": PASSWORD,
+                "groups_id": [internal.id, manager_group.id],
+            }
+        )
+        return {"plain": plain.id, "manager": manager.id, "admin": ADMIN_UID}
+
+
+def rpc(stack, uid, model, method, *args, **kwargs):
+    """An XML-RPC/JSON-RPC ``execute_kw`` call, dispatched the way Odoo's RPC controllers do."""
+    from odoo.service import model as rpc_model
+
+    password = PASSWORDS.get(uid, PASSWORD)
+    return rpc_model.dispatch("execute_kw", [stack.db, uid, password, model, method, list(args), kwargs])
+
+
+def call_as(stack, uid, method, item_id, **kwargs):
+    """Call a decorated method of the test item as ``uid``; returns the task record id."""
+    with stack.env(uid=uid) as env:
+        result = getattr(env["task.test.item"].browse(item_id), method)(**kwargs)
+        env.cr.execute("SELECT id FROM celery_task WHERE uuid = %s", [result.id])
+        return env.cr.fetchone()[0], result.id
+
+
+def test_managers_see_every_task_plain_users_only_their_own(stack, users):
+    from odoo.exceptions import AccessError
+
+    item_id = stack.new_item()
+    plain_task, _ = call_as(stack, users["plain"], "bump", item_id)
+    manager_task, _ = call_as(stack, users["manager"], "bump", item_id)
+    admin_task, _ = call_as(stack, None, "bump", item_id)
+    mine = {plain_task, manager_task, admin_task}
+    seen_by_plain = set(rpc(stack, users["plain"], "celery.task", "search", [("id", "in", list(mine))]))
+    seen_by_manager = set(rpc(stack, users["manager"], "celery.task", "search", [("id", "in", list(mine))]))
+    assert seen_by_plain == {plain_task}
+    assert seen_by_manager == mine
+    [row] = rpc(stack, users["plain"], "celery.task", "read", [plain_task], ["state", "progress_percent", "user_id"])
+    assert row["user_id"][0] == users["plain"]
+    with pytest.raises(AccessError):
+        rpc(stack, users["plain"], "celery.task", "read", [admin_task], ["state"])
+
+
+@pytest.mark.parametrize("who", ["plain", "manager", "admin"])
+def test_rpc_cannot_create_or_change_what_a_worker_runs(stack, users, who):
+    from odoo.exceptions import AccessError
+
+    uid = users[who]
+    item_id = stack.new_item()
+    task_id, _ = call_as(stack, uid, "bump", item_id)
+    values = {"name": "task.test.item.bump", "uuid": str(uuid.uuid4()), "model_name": "res.users"}
+    with pytest.raises(AccessError):
+        rpc(stack, uid, "celery.task", "create", {**values, "method_name": "unlink", "record_ids": "[2]"})
+    for field, value in [
+        ("method_name", "unlink"),
+        ("model_name", "res.users"),
+        ("record_ids", "[2]"),
+        ("args", '{"args": [], "kwargs": {"amount": 999}}'),
+        ("context", '{"active_test": false}'),
+        ("name", "task.test.item.fail"),
+        ("uuid", str(uuid.uuid4())),
+        ("user_id", 1),
+    ]:
+        with pytest.raises(AccessError):
+            rpc(stack, uid, "celery.task", "write", [task_id], {field: value})
+    with pytest.raises(AccessError):
+        rpc(stack, uid, "celery.task", "copy", [task_id])
+    with pytest.raises(AccessError, match="Private methods"):
+        rpc(stack, uid, "celery.task", "_vacuum_finished")
+    if who == "plain":
+        with pytest.raises(AccessError):
+            rpc(stack, uid, "celery.task", "write", [task_id], {"state": "pending"})
+        with pytest.raises(AccessError):
+            rpc(stack, uid, "celery.task", "action_cancel", [task_id])
+        with pytest.raises(AccessError):
+            rpc(stack, uid, "celery.periodic.task", "search", [])
+    row = stack.task_row(_task_uuid(stack, task_id))
+    assert (row["model_name"], row["method_name"], row["record_ids"]) == ("task.test.item", "bump", f"[{item_id}]")
+
+
+def _task_uuid(stack, task_id):
+    with stack.env() as env:
+        return env["celery.task"].browse(task_id).uuid
+
+
+def test_cancelled_pending_task_never_runs_and_requeue_runs_it_once(stack, redis, users):
+    item_id = stack.new_item()
+    with stack.env(uid=users["admin"]) as env:
+        result = env["task.test.item"].browse(item_id).bump(amount=7)
+        task = env["celery.task"].search([("uuid", "=", result.id)])
+        task.with_user(users["manager"]).action_cancel()
+        task_id = task.id
+    cancelled = stack.wait_row(result.id, states=("cancelled",))
+    assert cancelled["exc_message"] == "Cancelled by Manager; no worker will run it."
+    _, sentinel_uuid = call_as(stack, users["admin"], "bump", item_id, amount=1)
+    stack.wait_row(sentinel_uuid)
+    assert stack.item(item_id)["value"] == 1, "the cancelled task did not run"
+    rpc(stack, users["manager"], "celery.task", "action_requeue", [task_id])
+    new_uuid = _task_uuid(stack, task_id)
+    assert new_uuid != result.id, "a requeued task goes out under a new Celery id"
+    row = stack.wait_row(new_uuid)
+    assert (row["state"], row["attempts"], row["exc_message"]) == ("done", 1, None)
+    assert stack.item(item_id)["value"] == 8
+
+
+def test_bulk_requeue_of_failed_tasks_and_refusals(stack, redis, users):
+    from odoo.exceptions import UserError
+
+    item_id = stack.new_item()
+    failed = [call_as(stack, users["admin"], "fail", item_id, message=f"broken {n}") for n in range(2)]
+    first_rows = [stack.wait_row(task_uuid) for _, task_uuid in failed]
+    assert {row["state"] for row in first_rows} == {"failed"}
+    done_id, done_uuid = call_as(stack, users["admin"], "bump", item_id)
+    stack.wait_row(done_uuid)
+    with pytest.raises(UserError, match="Only failed or cancelled tasks can be requeued"):
+        rpc(stack, users["manager"], "celery.task", "action_requeue", [done_id, failed[0][0]])
+    with pytest.raises(UserError, match="can be cancelled"):
+        rpc(stack, users["manager"], "celery.task", "action_cancel", [done_id])
+    rpc(stack, users["manager"], "celery.task", "action_requeue", [task_id for task_id, _ in failed])
+    for (task_id, old_uuid), first in zip(failed, first_rows, strict=True):
+        row = stack.wait_row(_task_uuid(stack, task_id))
+        assert row["uuid"] != old_uuid
+        assert row["state"] == "failed" and row["done_at"] >= first["done_at"]
+        assert "broken" in row["exc_message"] and row["traceback"]
+
+
+def test_cancel_revokes_a_running_task_with_terminate(stack, redis, users):
+    item_id = stack.new_item()
+    task_id, task_uuid = call_as(stack, users["manager"], "slow_bump", item_id, seconds=30)
+    stack.wait_row(task_uuid, states=("started",))
+    rpc(stack, users["manager"], "celery.task", "action_cancel", [task_id])
+    harness.wait_for(lambda: f"Terminating {task_uuid}" in redis.log(), 15, what="the worker to terminate the task")
+    row = stack.task_row(task_uuid)
+    assert row["state"] == "cancelled" and "while running" in row["exc_message"]
+    assert stack.item(item_id)["value"] == 0, "the terminated task committed nothing"
+
+
+def test_progress_is_shown_on_the_task_while_it_runs(stack, redis, users):
+    item_id = stack.new_item()
+    task_id, task_uuid = call_as(stack, users["plain"], "report_progress", item_id, steps=4, pause=0.5)
+    fields = ["state", "progress_percent", "progress_label", "progress_message"]
+    seen = []
+
+    def running_with_progress():
+        [row] = rpc(stack, users["plain"], "celery.task", "read", [task_id], fields)
+        if row["state"] == "started" and row["progress_label"]:
+            seen.append(row)
+        return len(seen) >= 2 or row["state"] == "done"
+
+    harness.wait_for(running_with_progress, 30, interval=0.1, what="progress while the task runs")
+    assert seen, "progress was visible before the task finished"
+    assert 0 < seen[0]["progress_percent"] < 100
+    assert seen[0]["progress_label"] in {"1 / 4", "2 / 4", "3 / 4"}
+    assert seen[0]["progress_message"].startswith("step ")
+    stack.wait_row(task_uuid)
+    [row] = rpc(stack, users["plain"], "celery.task", "read", [task_id], fields)
+    assert (row["state"], row["progress_percent"], row["progress_label"]) == ("done", 100.0, "4 / 4")
+
+
+def test_open_records_action(stack, users):
+    item_id = stack.new_item()
+    task_id, _ = call_as(stack, users["plain"], "bump", item_id)
+    action = rpc(stack, users["plain"], "celery.task", "action_open_records", [task_id])
+    assert (action["res_model"], action["res_id"]) == ("task.test.item", item_id)
+    assert [list(view) for view in action["views"]] == [[False, "form"]]
+
+
+def bus_notifications(stack, user_id, since_id):
+    with stack.env() as env:
+        partner = env["res.users"].browse(user_id).partner_id
+        env.cr.execute("SELECT id, channel, message FROM bus_bus WHERE id > %s ORDER BY id", [since_id])
+        return [row for row in env.cr.dictfetchall() if f'"res.partner",{partner.id}]' in row["channel"]]
+
+
+def last_bus_id(stack):
+    with stack.env() as env:
+        env.cr.execute("SELECT COALESCE(max(id), 0) FROM bus_bus")
+        return env.cr.fetchone()[0]
+
+
+def test_owner_is_notified_when_a_task_finishes_or_fails(stack, redis, users):
+    from odoo.addons.celery_task import notifications
+
+    item_id = stack.new_item()
+    done_id, done_uuid = call_as(stack, users["plain"], "report_progress", item_id, steps=1, pause=0)
+    failed_id, failed_uuid = call_as(stack, users["plain"], "fail", item_id, message="no luck")
+    stack.wait_row(done_uuid)
+    stack.wait_row(failed_uuid)
+    since = last_bus_id(stack)
+    with stack.env() as env:
+        assert notifications.notify_outcome(env.cr, done_id)
+        assert notifications.notify_outcome(env.cr, failed_id)
+        assert not notifications.notify_outcome(env.cr, 10**9), "a missing task is not an error"
+    messages = [row["message"] for row in bus_notifications(stack, users["plain"], since)]
+    assert len(messages) == 2
+    assert '"type":"simple_notification"' in messages[0] and '"type":"success"' in messages[0]
+    assert "report_progress" in messages[0]
+    assert '"type":"danger"' in messages[1] and "no luck" in messages[1] and '"sticky":true' in messages[1]
+
+
+def test_worker_notifies_the_owner_after_the_outcome_commits(stack, redis, users):
+    since = last_bus_id(stack)
+    item_id = stack.new_item()
+    _, done_uuid = call_as(stack, users["plain"], "report_progress", item_id, steps=1, pause=0)
+    _, failed_uuid = call_as(stack, users["plain"], "fail", item_id, message="worker says no")
+    stack.wait_row(done_uuid)
+    stack.wait_row(failed_uuid)
+
+    def notified():
+        messages = " ".join(row["message"] for row in bus_notifications(stack, users["plain"], since))
+        return '"type":"success"' in messages and "worker says no" in messages
+
+    harness.wait_for(notified, 10, what="the bus notifications of both outcomes")
+
+
+def test_vacuum_deletes_finished_tasks_older_than_the_retention(stack, redis, users):
+    item_id = stack.new_item()
+    calls = [call_as(stack, users["admin"], "bump", item_id) for _ in range(4)]
+    for _, task_uuid in calls:
+        stack.wait_row(task_uuid)
+    tasks = [task_id for task_id, _ in calls]
+    old_done, old_failed, recent_done, old_pending = tasks
+    long_ago = datetime.datetime.utcnow() - datetime.timedelta(days=11)
+    with stack.env() as env:
+        for task_id, state, done_at in [
+            (old_done, "done", long_ago),
+            (old_failed, "failed", long_ago),
+            (recent_done, "done", datetime.datetime.utcnow()),
+            (old_pending, "cancelled", None),
+        ]:
+            env.cr.execute("UPDATE celery_task SET state = %s, done_at = %s WHERE id = %s", [state, done_at, task_id])
+        env["ir.config_parameter"].set_param("celery_task.retention_days", "10")
+    with stack.env() as env:
+        assert env["celery.task"]._vacuum_finished() >= 2
+        assert set(env["celery.task"].browse(tasks).exists().ids) == {recent_done, old_pending}
+        env["ir.config_parameter"].set_param("celery_task.retention_days", "30")
+        cron = env.ref("celery_task.ir_cron_vacuum_tasks")
+        assert cron.active and (cron.interval_number, cron.interval_type) == (1, "days")
