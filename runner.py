@@ -164,8 +164,9 @@ def claimed(registry, task, record_id):
     lock_cr = registry.cursor()
     try:
         lock_cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, record_id])
-        if not lock_cr.fetchone()[0]:
-            lock_cr.rollback()
+        locked = lock_cr.fetchone()[0]
+        lock_cr.rollback()  # a session lock outlives its transaction; the claim gets a fresh one
+        if not locked:
             _logger.info("%s[%s] is being run by another worker; duplicate skipped", task.name, task.request.id)
             yield None
             return
@@ -186,6 +187,9 @@ def claimed(registry, task, record_id):
 
 def _claim(cr, task, record_id):
     try:
+        # Read committed: a concurrent write to the row (the caller marking it sent) is waited
+        # for and re-read, not turned into a serialization failure.
+        cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cr.execute(SELECT_TASK, [record_id])
         found = cr.dictfetchone()
         if found is None:
@@ -259,6 +263,7 @@ def _run_once(origin, target, task, spec, row):
             value = getattr(records, row["method_name"])(*args, **kwargs)
         finally:
             task_specs.reset_inline(token)
+        records.env.flush_all()  # the method's own conflicts surface here, where they are retried
         result = _result_json(value)
         if target is origin:
             cr.execute(FINISH_TASK, _outcome_values(row["id"], "done", result=result))

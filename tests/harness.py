@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_ADDON = REPO / "tests" / "addons" / "celery_task_test"
 REDIS_URL = os.environ.get("CELERY_TASK_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -63,6 +65,14 @@ class OdooHome:
         paths = [odoo_root / "addons", odoo_root.parent / "addons", addons]
         self.addons_path = ",".join(str(path) for path in paths if path.is_dir())
         self.odoo_bin = odoo_root.parent / "odoo-bin"
+
+    def entry_command(self, entry):
+        """How an operator starts Celery through ``entry``: a script of the addon, or ``odoo-bin celery``."""
+        if entry != "odoo-bin celery":
+            return [sys.executable, str(REPO / entry)]
+        if not self.odoo_bin.exists():
+            pytest.skip("this Odoo install has no odoo-bin script")
+        return [sys.executable, str(self.odoo_bin), f"--addons-path={self.addons_path}", "celery"]
 
     def write_config(self, name, databases, **options):
         lines = [

@@ -2,7 +2,6 @@
 
 import datetime
 import json
-import sys
 import time
 
 import pytest
@@ -38,12 +37,7 @@ def start_beat(stack, redis):
     started = []
 
     def start(entry="odoo_celery.py"):
-        if entry == "odoo-bin celery":
-            if not stack.home.odoo_bin.exists():
-                pytest.skip("this Odoo install has no odoo-bin script")
-            command = [sys.executable, str(stack.home.odoo_bin), f"--addons-path={stack.home.addons_path}", "celery"]
-        else:
-            command = [sys.executable, str(harness.REPO / entry)]
+        command = stack.home.entry_command(entry)
         log_path = stack.log_dir / f"beat-{time.monotonic_ns()}.log"
         entry = [*command, "-c", str(stack.config_path)]
         beat = Beat(stack.config_path, "beat", redis.queue, log_path, env=redis.env, entry=entry)

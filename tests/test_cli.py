@@ -25,12 +25,7 @@ def run_cli(stack, *args, env=None):
 @pytest.mark.parametrize("entry", ["worker_bootstrap.py", "odoo-bin celery"])
 def test_other_entry_points_start_a_worker(stack, redis, entry):
     """``python worker_bootstrap.py`` finds its config through ODOO_RC; ``odoo-bin celery`` through -c."""
-    if entry == "odoo-bin celery":
-        if not stack.home.odoo_bin.exists():
-            pytest.skip("this Odoo install has no odoo-bin script")
-        command = [sys.executable, str(stack.home.odoo_bin), f"--addons-path={stack.home.addons_path}", "celery"]
-    else:
-        command = [sys.executable, str(harness.REPO / entry)]
+    command = stack.home.entry_command(entry)
     name = f"entry-{entry.split()[0].replace('.', '-')}-{stack.run_id}@localhost"
     worker = stack.worker("redis", name=name, queue=f"ct-test-{stack.run_id}-entry")
     if entry == "worker_bootstrap.py":

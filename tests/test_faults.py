@@ -97,7 +97,7 @@ def test_concurrent_updates_of_the_same_row_both_end_done(stack, broker):
     assert [row["state"] for row in rows] == ["done", "done"]
     assert [row["attempts"] for row in rows] == [1, 1], "concurrency retries are not business retries"
     assert stack.item(item_id)["value"] == 2 and stack.item(item_id)["runs"] == 2, "no lost update"
-    assert "SerializationFailure, retry 1/" in worker.log()
+    assert "task.test.item.slow_bump: SerializationFailure, retry 1/" in worker.log(), "the conflict was retried"
 
 
 def test_soft_time_limit_fails_and_rolls_back(stack, broker):

@@ -3,12 +3,10 @@
 It runs on a throwaway copy of the test database, so nothing the runner does touches the suite's.
 """
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -20,12 +18,6 @@ pytestmark = pytest.mark.odoo
 
 REPORT = re.compile(r"celery_task tour saw (\w+): (.*)$", re.MULTILINE)
 SUMMARY = re.compile(r"(\d+) failed, (\d+) error\(s\) of (\d+) tests")
-
-
-def free_port():
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def chromium():
@@ -70,7 +62,7 @@ def test_task_list_and_form_in_a_browser(stack, database_copy, record_property):
                 "--test-tags",
                 "/celery_task:TestTaskUiTour",
                 "--stop-after-init",
-                f"--http-port={free_port()}",
+                f"--http-port={harness.free_port()}",
                 "--log-level=info",
             ],
             stdout=log,
