@@ -1,0 +1,50 @@
+"""``--profile DIR``: where the time goes, for the first run of each side on each broker.
+
+The caller's enqueue loop runs under pyinstrument (text and HTML); the worker's drain under
+``py-spy record --subprocesses --idle`` in collapsed-stack form (open it in speedscope, or
+grep it), so waits on PostgreSQL and the broker show up beside the CPU work. Profilers slow
+what they watch: timings of a profiled run are not the benchmark's numbers.
+"""
+
+import contextlib
+import shutil
+import signal
+import subprocess
+
+
+class Profiles:
+    def __init__(self, directory):
+        if shutil.which("py-spy") is None:
+            raise SystemExit("--profile needs py-spy and pyinstrument (pip install py-spy pyinstrument)")
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def caller(self, name):
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0002)
+        profiler.start()
+        try:
+            yield
+        finally:
+            profiler.stop()
+            (self.directory / f"{name}.txt").write_text(profiler.output_text(unicode=False))
+            (self.directory / f"{name}.html").write_text(profiler.output_html())
+
+    @contextlib.contextmanager
+    def worker(self, pid, name):
+        output = self.directory / f"{name}.collapsed.txt"
+        spy = subprocess.Popen(
+            [
+                *("py-spy", "record", "--pid", str(pid), "--subprocesses", "--idle", "--rate", "250"),
+                *("--format", "raw", "--output", str(output)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)

@@ -1,0 +1,209 @@
+"""The real parts a benchmark run owns: its databases, brokers' queues and worker processes.
+
+Kept apart from tests/harness.py on purpose (a few helpers are copied): the benchmark must keep
+working while the test suite changes, and it must never touch the tests' databases, queues or
+Redis databases (14-15, ``ct-test-*``).
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+BENCH_ADDONS = BENCH / "addons"
+REDIS = os.environ.get("CT_BENCH_REDIS", "redis://127.0.0.1:6379")
+AMQP = os.environ.get("CT_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+REDIS_DBS = {"ours": 10, "raw": 11, "results": 12}
+SERVICES = (("PostgreSQL", 5432), ("Redis", 6379), ("RabbitMQ", 5672))
+
+
+def broker_url(broker, side):
+    """Each side gets its own Redis database; on RabbitMQ distinct queue names keep them apart."""
+    return f"{REDIS}/{REDIS_DBS[side]}" if broker == "redis" else AMQP
+
+
+def check_services():
+    for service, port in SERVICES:
+        with contextlib.closing(socket.socket()) as sock:
+            sock.settimeout(1)
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                raise SystemExit(f"{service} is not listening on 127.0.0.1:{port}")
+
+
+def wait_for(predicate, timeout, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Home:
+    """A scratch folder: Odoo config, the addons path (this checkout as ``celery_task``), logs."""
+
+    def __init__(self):
+        import odoo
+
+        self.root = Path(tempfile.mkdtemp(prefix="ct_bench_"))
+        addons = self.root / "addons"
+        addons.mkdir()
+        (addons / "celery_task").symlink_to(REPO)
+        odoo_root = Path(odoo.__file__).resolve().parent
+        paths = [odoo_root / "addons", odoo_root.parent / "addons", addons, BENCH_ADDONS]
+        self.addons_path = ",".join(str(path) for path in paths if path.is_dir())
+
+    def write_config(self, dbname, **options):
+        lines = [
+            "[options]",
+            f"addons_path = {self.addons_path}",
+            f"db_name = {dbname}",
+            "without_demo = all",
+            "log_level = warn",
+            *(f"{key} = {value}" for key, value in options.items()),
+        ]
+        path = self.root / "odoo.conf"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def cleanup(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def create_odoo_database(config_path, dbname, module, log_path):
+    """Install ``module`` with Odoo's own command line, as a deployment would."""
+    drop_database(dbname)
+    with open(log_path, "w") as log:
+        subprocess.run(
+            [sys.executable, "-m", "odoo", "-c", str(config_path), "-d", dbname, "-i", module, "--stop-after-init"],
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tempfile.gettempdir(),
+        )
+
+
+def create_raw_database(dbname, table, rows):
+    """The raw baseline's table: ``rows`` rows the raw tasks update by id."""
+    drop_database(dbname)
+    subprocess.run(["createdb", dbname], check=True, capture_output=True)
+    with contextlib.closing(psycopg2.connect(dbname=dbname)) as conn, conn, conn.cursor() as cr:
+        cr.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, value integer, started double precision)")
+        cr.execute(f"INSERT INTO {table} (value) SELECT 0 FROM generate_series(1, %s)", [rows])
+
+
+def drop_database(dbname):
+    subprocess.run(["dropdb", "--if-exists", "--force", dbname], check=True, capture_output=True)
+
+
+def memory(pid):
+    """Peak and current RSS, and PSS (RSS with shared pages split among their sharers), in MiB."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    pss = next(line.split()[1] for line in rollup if line.startswith("Pss:"))
+    return {
+        "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
+        "rss_mib": int(status["VmRSS"].split()[0]) / 1024,
+        "pss_mib": int(pss) / 1024,
+    }
+
+
+class Worker:
+    """A Celery worker process (and its prefork pool), in its own process group, logging to a file."""
+
+    def __init__(self, name, entry, queue, log_path, env, cwd):
+        self.name = name
+        self.queue = queue
+        self.log_path = log_path
+        self.command = [
+            *entry,
+            "worker",
+            "-Q",
+            queue,
+            "-n",
+            name,
+            "-c",
+            "2",
+            "-P",
+            "prefork",
+            "-l",
+            "warning",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        self.cwd = cwd
+        self.process = None
+
+    def start(self, app, timeout=120):
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd, start_new_session=True
+            )
+
+        def answered():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited with {self.process.returncode}, see {self.log_path}")
+            return app.control.ping(destination=[self.name], timeout=0.5)
+
+        wait_for(answered, timeout, interval=0.2, what=f"worker {self.name} to answer ping")
+        return self
+
+    def pool_pids(self):
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def cpu_seconds(self):
+        """User and system CPU time of the main process and its pool processes so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in (self.process.pid, *self.pool_pids()):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / ticks
+
+    def memory(self):
+        """The main process and each pool process, as :func:`memory` reports them."""
+        return {"main": memory(self.process.pid), "pool": [memory(pid) for pid in self.pool_pids()]}
+
+    def stop(self, timeout=20):
+        """Warm shutdown, then SIGKILL whatever of the process group is left."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+
+def delete_queues(app, names):
+    """Drop the benchmark's queues (and with them any message left) from the broker."""
+    from kombu import Exchange, Queue
+
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for name in names:
+            Queue(name, channel=channel).delete()
+            Exchange(name, channel=channel).delete()
+
+
+def flush_redis_databases():
+    """Empty the Redis databases the benchmark owns (never the test suite's)."""
+    import redis
+
+    for number in REDIS_DBS.values():
+        redis.Redis.from_url(f"{REDIS}/{number}").flushdb()
