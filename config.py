@@ -41,7 +41,8 @@ DEFAULTS = {
     "task_track_started": False,
     "worker_prefetch_multiplier": 1,
     "worker_send_task_events": True,
-    "task_send_sent_event": True,
+    # A task-sent event is a second publish per call; Flower lists tasks from task-received on.
+    "task_send_sent_event": False,
     "broker_connection_retry_on_startup": True,
     "result_extended": True,
     # A publish that cannot reach the broker fails at once: the task stays in the outbox and the

@@ -106,8 +106,12 @@ def publish_and_mark(registry, items):
         return sent
     try:
         with registry.cursor() as cr:
-            cr.execute("SET LOCAL synchronous_commit TO OFF")
-            cr.execute(MARK_SENT, [sent])
+            # Read committed: a row a worker already claimed is waited for and skipped (no longer
+            # pending), instead of failing this update on a serialization error.
+            cr.execute(
+                f"SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO OFF; {MARK_SENT}",
+                [sent],
+            )
     except Exception:
         _logger.warning("celery_task: could not mark %s as sent", sent, exc_info=True)
     return sent

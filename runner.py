@@ -143,16 +143,16 @@ def served_registry(dbname, record_id):
 
 def with_concurrency_retries(what, func):
     """Run ``func`` again on PostgreSQL concurrency errors, with jittered exponential backoff."""
-    bound = config.addon_option("concurrency_retries")
-    base = config.addon_option("concurrency_backoff")
     attempt = 0
     while True:
         try:
             return func()
         except CONCURRENCY_ERRORS as exc:
+            # Read only when needed: parsing the options costs more than a whole claim.
+            bound = config.addon_option("concurrency_retries")
             if attempt >= bound:
                 raise
-            delay = base * (2**attempt) * random.uniform(0.5, 1.5)
+            delay = config.addon_option("concurrency_backoff") * (2**attempt) * random.uniform(0.5, 1.5)
             attempt += 1
             _logger.info("%s: %s, retry %d/%d in %.2fs", what, type(exc).__name__, attempt, bound, delay)
             time.sleep(delay)

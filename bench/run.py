@@ -206,7 +206,7 @@ def parse_args(argv):
 def main(argv=None):
     args, preset, brokers = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    stack.check_services()
+    stack.check_services(brokers)
     profiles = Profiles(args.profile) if args.profile else None
     import raw_app
 

@@ -24,7 +24,7 @@ BENCH_ADDONS = BENCH / "addons"
 REDIS = os.environ.get("CT_BENCH_REDIS", "redis://127.0.0.1:6379")
 AMQP = os.environ.get("CT_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 REDIS_DBS = {"ours": 10, "raw": 11, "results": 12}
-SERVICES = (("PostgreSQL", 5432), ("Redis", 6379), ("RabbitMQ", 5672))
+SERVICES = {"PostgreSQL": 5432, "Redis": 6379, "RabbitMQ": 5672}
 
 
 def broker_url(broker, side):
@@ -32,8 +32,11 @@ def broker_url(broker, side):
     return f"{REDIS}/{REDIS_DBS[side]}" if broker == "redis" else AMQP
 
 
-def check_services():
-    for service, port in SERVICES:
+def check_services(brokers):
+    """PostgreSQL and Redis (the result backend) always; RabbitMQ only when it is benchmarked."""
+    for service, port in SERVICES.items():
+        if service == "RabbitMQ" and "rabbitmq" not in brokers:
+            continue
         with contextlib.closing(socket.socket()) as sock:
             sock.settimeout(1)
             if sock.connect_ex(("127.0.0.1", port)) != 0:
