@@ -3,6 +3,7 @@
 It runs on a throwaway copy of the test database, so nothing the runner does touches the suite's.
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -44,9 +45,8 @@ def database_copy(stack):
 
 
 def test_task_list_and_form_in_a_browser(stack, database_copy, record_property):
-    pytest.importorskip("websocket", reason="Odoo's browser tests need websocket-client")
-    if chromium() is None:
-        pytest.skip("no Chromium: install Debian's chromium package")
+    assert importlib.util.find_spec("websocket"), "Odoo's browser tests need websocket-client (requirements-test.txt)"
+    assert chromium(), "no Chromium: install Debian's chromium package (.ci/run does)"
     log_path = stack.log_dir / "ui-tour.log"
     with open(log_path, "w") as log:
         done = subprocess.run(
