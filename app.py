@@ -58,7 +58,13 @@ def register_task(spec):
 
 
 def reconfigure(**overrides):
-    """Apply new settings and drop pooled broker connections (tests switch brokers with this)."""
+    """Apply new settings and drop pooled broker connections (tests switch brokers with this).
+
+    Records already handed to the publisher go out first, on the broker they were committed for.
+    """
+    from .publisher import publisher
+
+    publisher.wait_idle(timeout=10)
     celery_app.conf.update(config.celery_settings())
     celery_app.conf.update(overrides)
     celery_app._pool = None

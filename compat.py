@@ -25,3 +25,12 @@ def send_bus_notification(user, notification_type, payload):
 def action_url(xmlid):
     """The web client's address of a window action."""
     return f"/odoo/action-{xmlid}" if ODOO_MAJOR >= 18 else f"/web#action={xmlid}"
+
+
+def check_access(records, operation):
+    """Raise AccessError unless the user may apply ``operation`` to ``records`` (model rights and rules)."""
+    if ODOO_MAJOR >= 18:
+        records.check_access(operation)
+    else:
+        records.check_access_rights(operation)
+        records.check_access_rule(operation)

@@ -27,7 +27,9 @@ ADDON_OPTIONS = {
 
 DEFAULTS = {
     "broker_url": "redis://127.0.0.1:6379/0",
-    "result_backend": "redis://127.0.0.1:6379/1",
+    # No result backend unless one is configured: the task record holds the state and the result,
+    # and a backend costs every task a read and two writes (set it for ``AsyncResult.get()``).
+    "result_backend": None,
     "task_default_queue": "celery",
     "task_serializer": "json",
     "result_serializer": "json",
@@ -40,7 +42,9 @@ DEFAULTS = {
     # would make a down backend stop the task from running at all.
     "task_track_started": False,
     "worker_prefetch_multiplier": 1,
-    "worker_send_task_events": True,
+    # Celery's default: no task events until something watches. Flower broadcasts enable_events
+    # every 5 s while it runs; set it True to have every worker send them from the start.
+    "worker_send_task_events": False,
     # A task-sent event is a second publish per call; Flower lists tasks from task-received on.
     "task_send_sent_event": False,
     "broker_connection_retry_on_startup": True,

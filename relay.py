@@ -12,7 +12,7 @@ import logging
 from celery import bootsteps
 
 from . import config, main_process_db
-from .outbox import MARK_SENT, Outgoing, publish
+from .publisher import MARK_SENT, Outgoing, publish
 from .runner import LOCK_CLASS
 
 _logger = logging.getLogger(__name__)

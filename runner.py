@@ -14,13 +14,14 @@ import time
 import traceback
 
 import psycopg2
+import psycopg2.extras
 from celery.exceptions import Ignore, Reject, Retry
 from psycopg2 import errors as pg_errors
 
 from odoo import api
 from odoo.modules.registry import Registry
 
-from . import config, main_process_db, notifications, serialization, task_specs
+from . import config, main_process_db, notifications, serialization, task_connections, task_specs
 from .exceptions import (
     BadArguments,
     InactiveUser,
@@ -41,16 +42,33 @@ NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
 _progress_target = contextvars.ContextVar("celery_task_progress_target", default=None)
 
-SELECT_TASK = "SELECT id, uuid, name, state FROM celery_task WHERE id = %s"
+# One round trip: take the task's session lock and, only when it was free, claim the record.
+# Read committed (autocommit): a concurrent write to the row (the caller marking it sent) is
+# waited for and re-read, not turned into a serialization failure.
+LOCK_AND_CLAIM = f"""
+    WITH lock AS MATERIALIZED (SELECT pg_try_advisory_lock(%(lock_class)s, %(id)s) AS locked),
+    found AS (SELECT uuid, name, state FROM celery_task WHERE id = %(id)s),
+    claimed AS (
+        UPDATE celery_task
+           SET state = 'started', attempts = attempts + 1, started_at = {NOW_UTC},
+               sent_at = COALESCE(sent_at, {NOW_UTC}), worker_host = %(host)s, write_date = {NOW_UTC}
+         WHERE id = %(id)s AND uuid = %(uuid)s AND name = %(name)s
+           AND state IN ('pending', 'retry', 'started') AND (SELECT locked FROM lock)
+     RETURNING id, uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
+               call_repr, queue, attempts,
+               (SELECT login FROM res_users WHERE res_users.id = celery_task.user_id) AS login
+    )
+    SELECT (SELECT locked FROM lock) AS locked, found.uuid AS found_uuid, found.name AS found_name,
+           found.state AS found_state, claimed.*
+      FROM (SELECT 1) AS one LEFT JOIN found ON true LEFT JOIN claimed ON true
+"""
 
-CLAIM_TASK = f"""
-    UPDATE celery_task
-       SET state = 'started', attempts = attempts + 1, started_at = {NOW_UTC},
-           sent_at = COALESCE(sent_at, {NOW_UTC}), worker_host = %(host)s, write_date = {NOW_UTC}
-     WHERE id = %(id)s AND state IN ('pending', 'retry', 'started')
- RETURNING id, uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
-           call_repr, queue, attempts,
-           (SELECT login FROM res_users WHERE res_users.id = celery_task.user_id) AS login
+# The state this transaction sees (a task cancelled since its claim must not run) and whether
+# its user may still run it.
+STATE_AND_USER = """
+    SELECT celery_task.state, res_users.active AS user_active
+      FROM celery_task LEFT JOIN res_users ON res_users.id = celery_task.user_id
+     WHERE celery_task.id = %s
 """
 
 FINISH_TASK = f"""
@@ -100,7 +118,7 @@ def run(task, spec, args, kwargs):
     except Reject as rejection:
         record_outcome_outside_task(dbname, record_id, rejection.reason, task_uuid=task.request.id)
         raise
-    with claimed(registry, task, record_id) as row:
+    with claimed(registry.db_name, task, record_id) as row:
         if row is None:
             raise Ignore()
         return execute(registry, task, spec, row)
@@ -129,10 +147,13 @@ def parse_message(task, args, kwargs):
 
 
 def served_registry(dbname, record_id):
-    """The loaded registry of ``dbname``, or a rejection that says this worker does not serve it."""
+    """The loaded registry of ``dbname``, or a rejection that says this worker does not serve it.
+
+    Changes signaled by other processes are picked up at the start of the task's transaction.
+    """
     served = config.served_databases()
     if dbname in served:
-        return Registry(dbname).check_signaling()
+        return Registry(dbname)
     error = UnservedDatabase(
         f"task record {record_id} needs database {dbname!r}, which this worker does not serve "
         f"(it serves {', '.join(served) or 'none'}: set db_name); nothing ran"
@@ -159,67 +180,69 @@ def with_concurrency_retries(what, func):
 
 
 @contextlib.contextmanager
-def claimed(registry, task, record_id):
+def claimed(dbname, task, record_id):
     """Lock and claim the record; yields its row, or None when there is nothing to run."""
-    lock_cr = registry.cursor()
+    row = with_concurrency_retries(task.name, lambda: _claim(dbname, task, record_id))
+    if row is None:
+        yield None
+        return
+    connection = task_connections.lock_connection(dbname)
+    token = _progress_target.set((connection, record_id))
     try:
-        lock_cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, record_id])
-        locked = lock_cr.fetchone()[0]
-        lock_cr.rollback()  # a session lock outlives its transaction; the claim gets a fresh one
-        if not locked:
-            _logger.info("%s[%s] is being run by another worker; duplicate skipped", task.name, task.request.id)
-            yield None
-            return
-        try:
-            row = with_concurrency_retries(task.name, lambda: _claim(lock_cr, task, record_id))
-            token = _progress_target.set((lock_cr, record_id))
-            try:
-                yield row
-            finally:
-                _progress_target.reset(token)
-        finally:
-            lock_cr.rollback()
-            lock_cr.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, record_id])
-            lock_cr.rollback()
+        yield row
     finally:
-        lock_cr.close()
+        _progress_target.reset(token)
+        _unlock(dbname, record_id)
 
 
-def _claim(cr, task, record_id):
+def _claim(dbname, task, record_id):
+    connection = task_connections.lock_connection(dbname)
+    values = {
+        "lock_class": LOCK_CLASS,
+        "id": record_id,
+        "uuid": task.request.id,
+        "name": task.name,
+        "host": task.request.hostname,
+    }
     try:
-        # Read committed: a concurrent write to the row (the caller marking it sent) is waited
-        # for and re-read, not turned into a serialization failure.
-        cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        cr.execute(SELECT_TASK, [record_id])
-        found = cr.dictfetchone()
-        if found is None:
-            error = UnknownTask(
-                f"{task.name}[{task.request.id}]: no task record {record_id} in database {cr.dbname}; "
-                "message rejected, nothing ran"
-            )
-            _logger.error("%s", error)
-            raise Reject(error, requeue=False)
-        if (found["uuid"], found["name"]) != (task.request.id, task.name):
-            error = MalformedMessage(
-                f"{task.name}[{task.request.id}] does not match task record {record_id} "
-                f"({found['name']}[{found['uuid']}]); message rejected, nothing ran"
-            )
-            _logger.error("%s", error)
-            raise Reject(error, requeue=False)
-        if found["state"] in FINAL_STATES:
-            _logger.info(
-                "%s[%s] is already %s; message acknowledged and skipped", task.name, found["uuid"], found["state"]
-            )
-            cr.rollback()
-            return None
-        cr.execute("SET LOCAL synchronous_commit TO OFF")
-        cr.execute(CLAIM_TASK, {"id": record_id, "host": task.request.hostname})
-        row = cr.dictfetchone()
-        cr.commit()
-        return row
+        with connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cr:
+            cr.execute(LOCK_AND_CLAIM, values)
+            row = cr.fetchone()
     except BaseException:
-        cr.rollback()
+        task_connections.forget_lock_connection(dbname)  # whatever the statement locked is released
         raise
+    if not row["locked"]:
+        _logger.info("%s[%s] is being run by another worker; duplicate skipped", task.name, task.request.id)
+        return None
+    if row["id"] is not None:
+        return row
+    _unlock(dbname, record_id)
+    if row["found_uuid"] is None:
+        error = UnknownTask(
+            f"{task.name}[{task.request.id}]: no task record {record_id} in database {dbname}; "
+            "message rejected, nothing ran"
+        )
+        _logger.error("%s", error)
+        raise Reject(error, requeue=False)
+    if (row["found_uuid"], row["found_name"]) != (task.request.id, task.name):
+        error = MalformedMessage(
+            f"{task.name}[{task.request.id}] does not match task record {record_id} "
+            f"({row['found_name']}[{row['found_uuid']}]); message rejected, nothing ran"
+        )
+        _logger.error("%s", error)
+        raise Reject(error, requeue=False)
+    _logger.info(
+        "%s[%s] is already %s; message acknowledged and skipped", task.name, task.request.id, row["found_state"]
+    )
+    return None
+
+
+def _unlock(dbname, record_id):
+    try:
+        with task_connections.lock_connection(dbname).cursor() as cr:
+            cr.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, record_id])
+    except psycopg2.Error:
+        task_connections.forget_lock_connection(dbname)
 
 
 def execute(registry, task, spec, row):
@@ -252,31 +275,34 @@ def _wants_retry(spec, exc, row):
 
 
 def _run_once(origin, target, task, spec, row):
-    with target.manage_changes(), target.cursor() as cr:
-        if target is not origin and _already_mirrored(cr, row["uuid"]):
-            return None
-        if target is origin and _current_state(cr, row["id"]) != "started":
-            raise Ignore()
-        records, args, kwargs = rebuild_call(cr, target is not origin, task, spec, row)
-        token = task_specs.run_next_call_inline(spec)
-        try:
-            value = getattr(records, row["method_name"])(*args, **kwargs)
-        finally:
-            task_specs.reset_inline(token)
-        records.env.flush_all()  # the method's own conflicts surface here, where they are retried
-        result = _result_json(value)
-        if target is origin:
-            cr.execute(FINISH_TASK, _outcome_values(row["id"], "done", result=result))
-            notifications.notify_outcome(cr, row["id"])
-        else:
-            cr.execute(MIRROR_TASK, {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result})
-        return result
-
-
-def _current_state(cr, record_id):
-    """The state this transaction sees: a task cancelled since its claim must not run."""
-    cr.execute("SELECT state FROM celery_task WHERE id = %s", [record_id])
-    return cr.fetchone()[0]
+    cross_database = target is not origin
+    with task_connections.task_transaction(target) as cr:
+        registry = target.check_signaling(cr)
+        with registry.manage_changes():
+            if cross_database:
+                if _already_mirrored(cr, row["uuid"]):
+                    return None
+                user_active = None
+            else:
+                cr.execute(STATE_AND_USER, [row["id"]])
+                state, user_active = cr.fetchone()
+                if state != "started":
+                    raise Ignore()
+            records, args, kwargs = rebuild_call(cr, cross_database, task, spec, row, user_active)
+            token = task_specs.run_next_call_inline(spec)
+            try:
+                value = getattr(records, row["method_name"])(*args, **kwargs)
+            finally:
+                task_specs.reset_inline(token)
+            records.env.flush_all()  # the method's own conflicts surface here, where they are retried
+            result = _result_json(value)
+            if cross_database:
+                cr.execute(MIRROR_TASK, {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result})
+            else:
+                cr.execute(FINISH_TASK, _outcome_values(row["id"], "done", result=result))
+                if user_active:  # inactive users, like the superuser, have no web client to tell
+                    notifications.notify_outcome(cr, row["id"])
+            return result
 
 
 def _already_mirrored(cr, task_uuid):
@@ -284,11 +310,11 @@ def _already_mirrored(cr, task_uuid):
     return bool(cr.fetchone())
 
 
-def rebuild_call(cr, cross_database, task, spec, row):
+def rebuild_call(cr, cross_database, task, spec, row, user_active):
     """The caller's environment, records and arguments, or a precise error when they are gone."""
     context = json.loads(row["context"] or "{}")
     env = api.Environment(cr, api.SUPERUSER_ID, {})
-    uid = _resolve_user(env, cross_database, row)
+    uid = _resolve_user(env, cross_database, row, user_active)
     env = api.Environment(cr, uid, serialization.from_json_safe(context, env))
     model_name, method = row["model_name"], row["method_name"]
     if model_name not in env:
@@ -313,17 +339,17 @@ def rebuild_call(cr, cross_database, task, spec, row):
     return (records.sudo() if spec.sudo else records), args, kwargs
 
 
-def _resolve_user(env, cross_database, row):
-    users = env["res.users"].with_context(active_test=False)
+def _resolve_user(env, cross_database, row, user_active):
+    """The id to run as: the caller's user, or in another database the user with the caller's login."""
+    user_id = row["user_id"]
     if cross_database:
-        user = users.search([("login", "=", row["login"])], limit=1)
-    else:
-        user = users.browse(row["user_id"]).exists()
-    if not user:
+        user = env["res.users"].with_context(active_test=False).search([("login", "=", row["login"])], limit=1)
+        user_id, user_active = user.id, user.active if user else None
+    if user_active is None:
         raise InactiveUser(f"user {row['login']!r} (#{row['user_id']}) does not exist in {env.cr.dbname}; nothing ran")
-    if not user.active and user.id != api.SUPERUSER_ID:
-        raise InactiveUser(f"user {user.login!r} (#{user.id}) is deactivated in {env.cr.dbname}; nothing ran")
-    return user.id
+    if not user_active and user_id != api.SUPERUSER_ID:
+        raise InactiveUser(f"user {row['login']!r} (#{user_id}) is deactivated in {env.cr.dbname}; nothing ran")
+    return user_id
 
 
 def _result_json(value):
@@ -381,7 +407,7 @@ def record_progress(state, meta):
     target = _progress_target.get()
     if target is None:
         return
-    cr, record_id = target
+    connection, record_id = target
     meta = meta if isinstance(meta, dict) else {}
     values = {
         "id": record_id,
@@ -392,9 +418,7 @@ def record_progress(state, meta):
         "meta": json.dumps(serialization.safe_context(meta)),
     }
     try:
-        cr.execute("SET LOCAL synchronous_commit TO OFF")
-        cr.execute(UPSERT_PROGRESS, values)
-        cr.commit()
+        with connection.cursor() as cr:
+            cr.execute(UPSERT_PROGRESS, values)
     except Exception:
-        cr.rollback()
         _logger.warning("celery_task: could not record progress of task %s", record_id, exc_info=True)

@@ -1,4 +1,4 @@
-"""Celery signal handlers a worker process needs: fork safety and unknown task names."""
+"""Celery signal handlers a worker process needs: fork safety, clean exit and unknown task names."""
 
 import logging
 
@@ -6,7 +6,7 @@ from celery import signals
 
 from odoo import sql_db
 
-from . import runner
+from . import runner, task_connections
 from .exceptions import UnknownTask
 
 _logger = logging.getLogger(__name__)
@@ -24,6 +24,13 @@ def forget_inherited_connections(**kwargs):
         )
         _inherited_pools.append(pool)
         sql_db._Pool = None
+
+
+@signals.worker_process_shutdown.connect(weak=False)
+@signals.worker_shutdown.connect(weak=False)
+def close_kept_connections(**kwargs):
+    """The connections a process kept between tasks are closed, not leaked, when it stops."""
+    task_connections.close_all()
 
 
 @signals.task_unknown.connect(weak=False)

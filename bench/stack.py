@@ -23,7 +23,7 @@ REPO = BENCH.parent
 BENCH_ADDONS = BENCH / "addons"
 REDIS = os.environ.get("CT_BENCH_REDIS", "redis://127.0.0.1:6379")
 AMQP = os.environ.get("CT_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
-REDIS_DBS = {"ours": 10, "raw": 11, "results": 12}
+REDIS_DBS = {"ours": 10, "raw": 11}
 SERVICES = {"PostgreSQL": 5432, "Redis": 6379, "RabbitMQ": 5672}
 
 

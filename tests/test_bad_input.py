@@ -21,7 +21,7 @@ def forge(stack, method="bump", call_args=(), **columns):
 
     Returns the row; nothing is published (the caller's own post-commit publish is dropped).
     """
-    from odoo.addons.celery_task.outbox import Outgoing
+    from odoo.addons.celery_task.publisher import Outgoing
 
     item_id = stack.new_item()
     with stack.env() as env:
@@ -34,7 +34,7 @@ def forge(stack, method="bump", call_args=(), **columns):
 
 
 def publish(item):
-    from odoo.addons.celery_task.outbox import publish as send
+    from odoo.addons.celery_task.publisher import publish as send
 
     assert send(item)
 

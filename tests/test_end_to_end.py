@@ -30,6 +30,33 @@ def test_async_call_returns_result_once_committed(stack, broker):
     assert stack.item(item_id)["value"] == 5
 
 
+def test_publisher_thread_sends_after_commit_and_marks_sent_in_batches(stack):
+    """Calls to a queue no worker reads: each message reaches the broker, each record is marked sent."""
+    import redis
+
+    from odoo.addons.celery_task.publisher import publisher
+
+    queue = f"ct-test-{stack.run_id}-unconsumed"
+    stack.point_caller(harness.BROKERS["redis"], queue)
+    broker = redis.Redis.from_url(harness.BROKERS["redis"])
+    try:
+        item_id = stack.new_item()
+        uuids = []
+        for _ in range(20):
+            with stack.env() as env:
+                uuids.append(env["task.test.item"].browse(item_id).bump().id)
+        assert publisher.wait_idle(timeout=30), "the publisher thread finished"
+        rows = [stack.task_row(task_uuid) for task_uuid in uuids]
+        assert all(row["state"] == "pending" and row["sent_at"] for row in rows), "published and marked sent"
+        assert len({row["sent_at"] for row in rows}) < len(rows), "marked in batches, not one update per call"
+        queued = [json.loads(message)["headers"]["id"] for message in broker.lrange(queue, 0, -1)]
+        assert sorted(queued) == sorted(uuids), "each committed call is on the broker once"
+    finally:
+        broker.delete(queue)
+        with stack.env() as env:
+            env.cr.execute("DELETE FROM celery_task WHERE queue = %s", [queue])
+
+
 def test_rollback_publishes_nothing(stack, broker):
     item_id = stack.new_item()
     with stack.env() as env:

@@ -156,7 +156,7 @@ def test_result_backend_down_still_records_the_outcome(stack, fault_worker, brok
 
 def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, broker):
     worker = stack.workers[broker]
-    from odoo.addons.celery_task.outbox import Outgoing, publish
+    from odoo.addons.celery_task.publisher import Outgoing, publish
 
     item_id = stack.new_item()
     result = call(stack, "bump", item_id)
@@ -173,7 +173,7 @@ def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, broker):
 
 def test_duplicate_delivered_while_running_does_not_run_twice(stack, broker):
     worker = stack.workers[broker]
-    from odoo.addons.celery_task.outbox import Outgoing, publish
+    from odoo.addons.celery_task.publisher import Outgoing, publish
 
     item_id = stack.new_item()
     result = call(stack, "slow_bump", item_id, seconds=2)

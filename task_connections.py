@@ -1,0 +1,82 @@
+"""The database connections a pool process keeps from one task to the next.
+
+A cursor from Odoo's pool resets its connection first (two round trips), and a pool process runs
+one task at a time, so it keeps two connections per database instead:
+
+- the lock connection, plain psycopg2 in autocommit: it holds the running task's session advisory
+  lock and writes its claim and live progress, with asynchronous commits (a claim lost in a
+  database crash only means the task runs again, and its effects were never committed);
+- the task cursor, an Odoo cursor for the task's own transaction, which starts each task like a
+  new cursor would (no ORM cache, no per-cursor data) and ends it with a commit or a rollback.
+
+Both are opened in the process that uses them, never inherited across a fork, and closed when an
+error may have broken them.
+"""
+
+import contextlib
+import logging
+import os
+
+import psycopg2
+
+from odoo.sql_db import connection_info_for
+
+_logger = logging.getLogger(__name__)
+
+_kept = {}
+
+
+def _close(key):
+    kept = _kept.pop(key, None)
+    if kept is not None:
+        with contextlib.suppress(psycopg2.Error):
+            kept.close()
+
+
+def close_all():
+    """Close what this process keeps, before it exits (an Odoo cursor left open is logged as a leak)."""
+    for key in [key for key in _kept if key[0] == os.getpid()]:
+        _close(key)
+
+
+def lock_connection(dbname):
+    """This process's autocommit connection to ``dbname`` for locks, claims and progress."""
+    key = (os.getpid(), "lock", dbname)
+    connection = _kept.get(key)
+    if connection is None or connection.closed:
+        _, info = connection_info_for(dbname)
+        connection = psycopg2.connect(**info)
+        connection.autocommit = True
+        with connection.cursor() as cr:
+            cr.execute("SET synchronous_commit TO OFF")
+        _kept[key] = connection
+    return connection
+
+
+def forget_lock_connection(dbname):
+    """Close the lock connection after an error: that also releases every lock it held."""
+    _close((os.getpid(), "lock", dbname))
+
+
+@contextlib.contextmanager
+def task_transaction(registry):
+    """A fresh transaction on this process's kept cursor of ``registry``'s database.
+
+    Commits on a clean exit and rolls back otherwise; a cursor that cannot even roll back is closed.
+    """
+    key = (os.getpid(), "task", registry.db_name)
+    cr = _kept.get(key)
+    if cr is None or cr.closed:
+        cr = _kept[key] = registry.cursor()
+    cr.transaction = None  # the next Environment starts a new one, on the current registry
+    cr.cache.clear()
+    try:
+        yield cr
+        cr.commit()
+    except BaseException:
+        try:
+            cr.rollback()
+        except psycopg2.Error:
+            _logger.warning("celery_task: closing a broken connection to %s", registry.db_name)
+            _close(key)
+        raise
