@@ -36,7 +36,6 @@ from .exceptions import (
 _logger = logging.getLogger(__name__)
 
 LOCK_CLASS = 0x0CE1  # advisory-lock namespace: (LOCK_CLASS, task record id)
-FINAL_STATES = ("done", "failed", "cancelled")
 CONCURRENCY_ERRORS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors.LockNotAvailable)
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
