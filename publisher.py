@@ -19,8 +19,7 @@ import time
 
 import psycopg2
 
-from odoo.sql_db import connection_info_for
-
+from . import task_connections
 from .app import celery_app
 
 _logger = logging.getLogger(__name__)
@@ -132,13 +131,14 @@ class Publisher:
         with self._changed:
             return self._changed.wait_for(lambda: not self._unfinished, timeout)
 
-    def _take(self, timeout):
+    def take(self, timeout):
         """Up to BATCH waiting records, once there are some or ``timeout`` (None: forever) has passed."""
         with self._changed:
             self._changed.wait_for(lambda: self._waiting, timeout)
             return [self._waiting.popleft() for _ in range(min(BATCH, len(self._waiting)))]
 
-    def _finished(self, count):
+    def finished(self, count):
+        """``count`` records were published and marked sent, or refused."""
         with self._changed:
             self._unfinished -= count
             self._changed.notify_all()
@@ -163,7 +163,7 @@ class _PublisherThread:
     def run(self):
         while True:
             timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-            batch = self.publisher._take(timeout)
+            batch = self.publisher.take(timeout)
             try:
                 for item in batch:
                     if publish(item):
@@ -188,18 +188,14 @@ class _PublisherThread:
                     self.connections.pop(dbname).close()
         self.unmarked.clear()
         self.deadline = None
-        self.publisher._finished(self.handled)
+        self.publisher.finished(self.handled)
         self.handled = 0
 
     def connection(self, dbname):
         """Autocommit (read committed: a row a worker claimed meanwhile is skipped, not a conflict)."""
         connection = self.connections.get(dbname)
         if connection is None or connection.closed:
-            _, info = connection_info_for(dbname)
-            connection = self.connections[dbname] = psycopg2.connect(**info)
-            connection.autocommit = True
-            with connection.cursor() as cr:
-                cr.execute("SET synchronous_commit TO OFF")
+            connection = self.connections[dbname] = task_connections.open_autocommit(dbname)
         return connection
 
 

@@ -44,12 +44,17 @@ def lock_connection(dbname):
     key = (os.getpid(), "lock", dbname)
     connection = _kept.get(key)
     if connection is None or connection.closed:
-        _, info = connection_info_for(dbname)
-        connection = psycopg2.connect(**info)
-        connection.autocommit = True
-        with connection.cursor() as cr:
-            cr.execute("SET synchronous_commit TO OFF")
-        _kept[key] = connection
+        connection = _kept[key] = open_autocommit(dbname)
+    return connection
+
+
+def open_autocommit(dbname):
+    """A new connection to ``dbname`` in autocommit (read committed), with asynchronous commits."""
+    _, info = connection_info_for(dbname)
+    connection = psycopg2.connect(**info)
+    connection.autocommit = True
+    with connection.cursor() as cr:
+        cr.execute("SET synchronous_commit TO OFF")
     return connection
 
 
