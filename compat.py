@@ -1,6 +1,7 @@
-"""What differs between the Odoo series this addon supports, kept in this one module."""
+"""What differs between the Odoo series this addon supports, and the Odoo internals it leans on: this module only."""
 
 from odoo import release
+from odoo.modules.registry import _CACHES_BY_KEY
 
 ODOO_MAJOR = release.version_info[0]
 
@@ -34,3 +35,24 @@ def check_access(records, operation):
     else:
         records.check_access_rights(operation)
         records.check_access_rule(operation)
+
+
+def signaling_sql():
+    """``Registry.get_sequences``'s values as a select list to fold into another query, and the cache names.
+
+    Scalar subqueries rather than Odoo's cross join of six sequences: that join alone takes
+    PostgreSQL about 1 ms to plan, on every task.
+    """
+    cache_names = list(_CACHES_BY_KEY)
+    sequences = ["base_registry_signaling", *(f"base_cache_signaling_{name}" for name in cache_names)]
+    return ", ".join(f"(SELECT last_value FROM {sequence})" for sequence in sequences), cache_names
+
+
+def registry_is_current(registry, registry_sequence, cache_sequences):
+    """True when ``registry`` already holds what the signaling sequences say (``check_signaling`` would do nothing)."""
+    return registry.registry_sequence == registry_sequence and registry.cache_sequences == cache_sequences
+
+
+def set_transaction_now(cr, now):
+    """Give ``cr`` its transaction's ``now() AT TIME ZONE 'UTC'``, read by another query: ``cr.now()`` won't ask."""
+    cr._now = now

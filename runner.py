@@ -21,7 +21,16 @@ from psycopg2 import errors as pg_errors
 from odoo import api
 from odoo.modules.registry import Registry
 
-from . import config, main_process_db, notifications, serialization, task_connections, task_specs
+from . import (
+    config,
+    main_process_db,
+    notifications,
+    prepared_statements,
+    serialization,
+    task_connections,
+    task_specs,
+    task_start,
+)
 from .exceptions import (
     BadArguments,
     InactiveUser,
@@ -37,6 +46,7 @@ _logger = logging.getLogger(__name__)
 
 LOCK_CLASS = 0x0CE1  # advisory-lock namespace: (LOCK_CLASS, task record id)
 CONCURRENCY_ERRORS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors.LockNotAvailable)
+LOST_CODES = ("57P01", "57P02", "57P03")  # the server shut the session down, or is restarting
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
 _progress_target = contextvars.ContextVar("celery_task_progress_target", default=None)
@@ -45,7 +55,11 @@ _progress_target = contextvars.ContextVar("celery_task_progress_target", default
 # Read committed (autocommit): a concurrent write to the row (the caller marking it sent) is
 # waited for and re-read, not turned into a serialization failure.
 LOCK_AND_CLAIM = f"""
-    WITH lock AS MATERIALIZED (SELECT pg_try_advisory_lock(%(lock_class)s, %(id)s) AS locked),
+    WITH lock AS MATERIALIZED (
+        SELECT pg_try_advisory_lock(%(lock_class)s, %(id)s) AS locked,
+               -- the previous task's lock, kept until now (see claimed()); re-entrant, so the order is free
+               (SELECT pg_advisory_unlock(%(lock_class)s, %(release)s) WHERE %(release)s IS NOT NULL) AS released
+    ),
     found AS (SELECT uuid, name, state FROM celery_task WHERE id = %(id)s),
     claimed AS (
         UPDATE celery_task
@@ -60,14 +74,6 @@ LOCK_AND_CLAIM = f"""
     SELECT (SELECT locked FROM lock) AS locked, found.uuid AS found_uuid, found.name AS found_name,
            found.state AS found_state, claimed.*
       FROM (SELECT 1) AS one LEFT JOIN found ON true LEFT JOIN claimed ON true
-"""
-
-# The state this transaction sees (a task cancelled since its claim must not run) and whether
-# its user may still run it.
-STATE_AND_USER = """
-    SELECT celery_task.state, res_users.active AS user_active
-      FROM celery_task LEFT JOIN res_users ON res_users.id = celery_task.user_id
-     WHERE celery_task.id = %s
 """
 
 FINISH_TASK = f"""
@@ -161,13 +167,24 @@ def served_registry(dbname, record_id):
     raise Reject(error, requeue=False)
 
 
-def with_concurrency_retries(what, func):
-    """Run ``func`` again on PostgreSQL concurrency errors, with jittered exponential backoff."""
+def is_transient(exc):
+    """A concurrency conflict, or a connection that is gone (a kept one after a server restart or a
+    terminated backend): running the whole transaction again on a new connection is safe."""
+    if isinstance(exc, (*CONCURRENCY_ERRORS, psycopg2.InterfaceError)):
+        return True
+    code = getattr(exc, "pgcode", None)
+    return isinstance(exc, psycopg2.OperationalError) and (code is None or code[:2] == "08" or code in LOST_CODES)
+
+
+def with_transient_retries(what, func):
+    """Run ``func`` again on transient PostgreSQL errors, with jittered exponential backoff."""
     attempt = 0
     while True:
         try:
             return func()
-        except CONCURRENCY_ERRORS as exc:
+        except psycopg2.Error as exc:
+            if not is_transient(exc):
+                raise
             # Read only when needed: parsing the options costs more than a whole claim.
             bound = config.addon_option("concurrency_retries")
             if attempt >= bound:
@@ -181,7 +198,7 @@ def with_concurrency_retries(what, func):
 @contextlib.contextmanager
 def claimed(dbname, task, record_id):
     """Lock and claim the record; yields its row, or None when there is nothing to run."""
-    row = with_concurrency_retries(task.name, lambda: _claim(dbname, task, record_id))
+    row = with_transient_retries(task.name, lambda: _claim(dbname, task, record_id))
     if row is None:
         yield None
         return
@@ -189,9 +206,14 @@ def claimed(dbname, task, record_id):
     token = _progress_target.set((connection, record_id))
     try:
         yield row
+    except BaseException:
+        _unlock(dbname, record_id)  # a retry or a requeue may publish it again at once
+        raise
+    else:
+        # Done, and nothing publishes a done task again: the lock can wait for this process's next claim.
+        task_connections.release_with_next_claim(dbname, record_id)
     finally:
         _progress_target.reset(token)
-        _unlock(dbname, record_id)
 
 
 def _claim(dbname, task, record_id):
@@ -202,16 +224,21 @@ def _claim(dbname, task, record_id):
         "uuid": task.request.id,
         "name": task.name,
         "host": task.request.hostname,
+        "release": task_connections.take_release(dbname),
     }
     try:
         with connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cr:
-            cr.execute(LOCK_AND_CLAIM, values)
+            prepared_statements.execute(connection, cr, LOCK_AND_CLAIM, values)
             row = cr.fetchone()
     except BaseException:
         task_connections.forget_lock_connection(dbname)  # whatever the statement locked is released
         raise
     if not row["locked"]:
-        _logger.info("%s[%s] is being run by another worker; duplicate skipped", task.name, task.request.id)
+        _logger.info(
+            "%s[%s] is locked by another worker, which runs it or has just run it; duplicate skipped",
+            task.name,
+            task.request.id,
+        )
         return None
     if row["id"] is not None:
         return row
@@ -252,7 +279,7 @@ def execute(registry, task, spec, row):
         _record_outcome(registry, row["id"], "failed", exc=rejection.reason)
         raise
     try:
-        result = with_concurrency_retries(task.name, lambda: _run_once(registry, target, task, spec, row))
+        result = with_transient_retries(task.name, lambda: _run_once(registry, target, task, spec, row))
     except (Ignore, Reject, Retry):
         raise
     except Exception as exc:
@@ -276,18 +303,17 @@ def _wants_retry(spec, exc, row):
 def _run_once(origin, target, task, spec, row):
     cross_database = target is not origin
     with task_connections.task_transaction(target) as cr:
-        registry = target.check_signaling(cr)
+        if cross_database:
+            registry, start = target.check_signaling(cr), None
+            if _already_mirrored(cr, row["uuid"]):
+                return None
+        else:
+            start = task_start.read(cr, target, row)
+            registry = start.registry
+            if start.state != "started":  # cancelled since the claim
+                raise Ignore()
         with registry.manage_changes():
-            if cross_database:
-                if _already_mirrored(cr, row["uuid"]):
-                    return None
-                user_active = None
-            else:
-                cr.execute(STATE_AND_USER, [row["id"]])
-                state, user_active = cr.fetchone()
-                if state != "started":
-                    raise Ignore()
-            records, args, kwargs = rebuild_call(cr, cross_database, task, spec, row, user_active)
+            records, args, kwargs = rebuild_call(cr, task, spec, row, start)
             token = task_specs.run_next_call_inline(spec)
             try:
                 value = getattr(records, row["method_name"])(*args, **kwargs)
@@ -298,8 +324,8 @@ def _run_once(origin, target, task, spec, row):
             if cross_database:
                 cr.execute(MIRROR_TASK, {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result})
             else:
-                cr.execute(FINISH_TASK, _outcome_values(row["id"], "done", result=result))
-                if user_active:  # inactive users, like the superuser, have no web client to tell
+                prepared_statements.execute(cr, cr, FINISH_TASK, _outcome_values(row["id"], "done", result=result))
+                if start.user_active:  # inactive users, like the superuser, have no web client to tell
                     notifications.notify_outcome(cr, row["id"])
             return result
 
@@ -309,11 +335,14 @@ def _already_mirrored(cr, task_uuid):
     return bool(cr.fetchone())
 
 
-def rebuild_call(cr, cross_database, task, spec, row, user_active):
-    """The caller's environment, records and arguments, or a precise error when they are gone."""
+def rebuild_call(cr, task, spec, row, start):
+    """The caller's environment, records and arguments, or a precise error when they are gone.
+
+    ``start`` is what ``task_start.read`` found, or None in another database than the record's.
+    """
     context = json.loads(row["context"] or "{}")
     env = api.Environment(cr, api.SUPERUSER_ID, {})
-    uid = _resolve_user(env, cross_database, row, user_active)
+    uid = _resolve_user(env, row, start)
     env = api.Environment(cr, uid, serialization.from_json_safe(context, env))
     model_name, method = row["model_name"], row["method_name"]
     if model_name not in env:
@@ -325,7 +354,8 @@ def rebuild_call(cr, cross_database, task, spec, row, user_active):
         raise NotATask(f"{model_name}.{method} is not decorated with @celeryTask as {row['name']}; nothing ran")
     ids = json.loads(row["record_ids"])
     records = env[model_name].browse(ids)
-    missing = sorted(set(ids) - set(records.exists().ids))
+    existing = start.existing_ids if start and start.existing_ids is not None else records.exists().ids
+    missing = sorted(set(ids) - set(existing))
     if missing:
         raise RecordsGone(f"{model_name}{tuple(missing)!r} no longer exist in {cr.dbname}; {row['name']} did not run")
     payload = serialization.loads(row["args"], env)
@@ -338,10 +368,11 @@ def rebuild_call(cr, cross_database, task, spec, row, user_active):
     return (records.sudo() if spec.sudo else records), args, kwargs
 
 
-def _resolve_user(env, cross_database, row, user_active):
+def _resolve_user(env, row, start):
     """The id to run as: the caller's user, or in another database the user with the caller's login."""
-    user_id = row["user_id"]
-    if cross_database:
+    if start is not None:
+        user_id, user_active = row["user_id"], start.user_active
+    else:
         user = env["res.users"].with_context(active_test=False).search([("login", "=", row["login"])], limit=1)
         user_id, user_active = user.id, user.active if user else None
     if user_active is None:
@@ -379,7 +410,7 @@ def _record_outcome(registry, record_id, state, result=None, exc=None, countdown
             if state != "retry":
                 notifications.notify_outcome(cr, record_id)
 
-    with_concurrency_retries(f"record {state} of task {record_id}", write)
+    with_transient_retries(f"record {state} of task {record_id}", write)
 
 
 def record_outcome_outside_task(dbname, record_id, exc, task_uuid=None):

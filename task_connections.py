@@ -24,9 +24,11 @@ from odoo.sql_db import connection_info_for
 _logger = logging.getLogger(__name__)
 
 _kept = {}
+_releases = {}  # lock connection key -> the task record whose lock the next claim releases
 
 
 def _close(key):
+    _releases.pop(key, None)  # closing the connection releases its locks
     kept = _kept.pop(key, None)
     if kept is not None:
         with contextlib.suppress(psycopg2.Error):
@@ -44,6 +46,7 @@ def lock_connection(dbname):
     key = (os.getpid(), "lock", dbname)
     connection = _kept.get(key)
     if connection is None or connection.closed:
+        _releases.pop(key, None)  # its locks went with it
         connection = _kept[key] = open_autocommit(dbname)
     return connection
 
@@ -56,6 +59,16 @@ def open_autocommit(dbname):
     with connection.cursor() as cr:
         cr.execute("SET synchronous_commit TO OFF")
     return connection
+
+
+def release_with_next_claim(dbname, record_id):
+    """Keep ``record_id``'s lock until this process's next claim in ``dbname``, which releases it on the way."""
+    _releases[(os.getpid(), "lock", dbname)] = record_id
+
+
+def take_release(dbname):
+    """The task record whose lock the claim about to run on ``dbname``'s lock connection must release, or None."""
+    return _releases.pop((os.getpid(), "lock", dbname), None)
 
 
 def forget_lock_connection(dbname):

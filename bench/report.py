@@ -40,6 +40,7 @@ def verdict(result, broker):
         "enqueue_floor": paired(floor["write_txn_ms"], raw["noop_enqueue_ms"]),
         "drain": paired(ours["drain_tps"], raw["drain_tps"]),
         "drain_cpu": paired(ours["drain_cpu_ms"], raw["drain_cpu_ms"]),
+        "drain_machine_cpu": paired(ours["drain_machine_cpu_ms"], raw["drain_machine_cpu_ms"]),
         "drain_vs_floor": paired(ours["drain_tps"], floor["drain_tps"]),
     }
     met = {
@@ -111,6 +112,22 @@ def broker_rows(result):
             fmt(floor["drain_cpu_ms"], 2),
             fmt(raw["drain_cpu_ms"], 2),
             fmt(ratios["drain_cpu"], 2),
+            "",
+        ),
+        (
+            "  machine CPU ms/task (+ PostgreSQL, broker)",
+            fmt(ours["drain_machine_cpu_ms"], 2),
+            fmt(floor["drain_machine_cpu_ms"], 2),
+            fmt(raw["drain_machine_cpu_ms"], 2),
+            fmt(ratios["drain_machine_cpu"], 2),
+            "",
+        ),
+        (
+            "  CPU stolen by the hypervisor %",
+            fmt(ours["drain_steal_pct"], 1),
+            fmt(floor["drain_steal_pct"], 1),
+            fmt(raw["drain_steal_pct"], 1),
+            "",
             "",
         ),
     ]

@@ -110,6 +110,17 @@ def drop_database(dbname):
     subprocess.run(["dropdb", "--if-exists", "--force", dbname], check=True, capture_output=True)
 
 
+def machine_cpu_seconds():
+    """(busy, stolen) CPU seconds of the whole machine so far: every process, PostgreSQL and brokers included.
+
+    Steal is time the hypervisor gave this VM's CPUs to someone else: a run with a lot of it is noisy.
+    """
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / ticks, steal / ticks
+
+
 def memory(pid):
     """Peak and current RSS, and PSS (RSS with shared pages split among their sharers), in MiB."""
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)

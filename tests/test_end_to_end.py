@@ -57,6 +57,49 @@ def test_publisher_thread_sends_after_commit_and_marks_sent_in_batches(stack):
             env.cr.execute("DELETE FROM celery_task WHERE queue = %s", [queue])
 
 
+def test_a_done_task_keeps_its_lock_only_until_its_process_claims_again(stack, redis):
+    from odoo.addons.celery_task.runner import LOCK_CLASS
+
+    worker = stack.workers["redis"]
+    item_id = stack.new_item()
+    finished = []
+    for _ in range(6):
+        with stack.env() as env:
+            result = env["task.test.item"].browse(item_id).bump()
+        finished.append(stack.wait_row(result.id)["id"])
+    with stack.env() as env:
+        env.cr.execute(
+            """SELECT l.objid::int FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'advisory' AND l.classid = %s AND a.application_name = ANY(%s)
+                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+            [LOCK_CLASS, [f"odoo-{pid}" for pid in worker.child_pids()]],
+        )
+        held = sorted(row[0] for row in env.cr.fetchall())
+    assert finished[-1] in held, "the last task's lock is released by its process's next claim, not before"
+    assert len(held) <= 2 and set(held) <= set(finished), f"at most one lock per pool process, held: {held}"
+    assert stack.item(item_id)["value"] == 6
+
+
+def test_worker_sees_cache_changes_another_process_signals(stack, redis):
+    key = f"celery_task_test.signaled.{uuid.uuid4().hex}"
+    item_id = stack.new_item()
+
+    def set_parameter(value):
+        # manage_changes signals after the inner cursor committed, as a request does
+        with stack.registry.manage_changes(), stack.env() as env:
+            env["ir.config_parameter"].set_param(key, value)
+
+    def read_in_worker(times):
+        with stack.env() as env:
+            results = [env["task.test.item"].browse(item_id).read_parameter(key) for _ in range(times)]
+        return [result.get(timeout=30) for result in results]
+
+    set_parameter("before")
+    assert read_in_worker(6) == ["before"] * 6, "both pool processes now hold the value in their cache"
+    set_parameter("after")
+    assert read_in_worker(6) == ["after"] * 6, "every pool process dropped its cache on the signal"
+
+
 def test_rollback_publishes_nothing(stack, broker):
     item_id = stack.new_item()
     with stack.env() as env:

@@ -3,6 +3,7 @@
 Each test runs its own worker on its own queue, so it can break it without touching the others.
 """
 
+import re
 import time
 
 import pytest
@@ -86,6 +87,26 @@ def test_worker_killed_mid_task_runs_again_once(stack, fault_worker, broker):
     assert row["state"] == "done"
     assert row["attempts"] == 2
     assert stack.item(item_id)["value"] == 1 and stack.item(item_id)["runs"] == 1, "effects exist exactly once"
+
+
+def test_kept_connections_the_server_terminated_are_replaced(stack, fault_worker):
+    worker = fault_worker("redis")
+    stack.point_caller(harness.BROKERS["redis"], worker.queue)
+    worker.start(stack.app)
+    item_id = stack.new_item()
+    for _ in range(4):  # each pool process now keeps a lock connection and a task cursor
+        assert stack.wait_row(call(stack, "bump", item_id).id)["state"] == "done"
+    with stack.env() as env:
+        env.cr.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = ANY(%s)",
+            # the task cursors' pool was made before the fork: they carry the main process's pid
+            [[f"odoo-{pid}" for pid in (worker.process.pid, *worker.child_pids())]],
+        )
+        assert env.cr.fetchone()[0] >= 2, "as a server restart would, for the worker's connections"
+    rows = [stack.wait_row(call(stack, "bump", item_id).id, timeout=60) for _ in range(4)]
+    assert [(row["state"], row["attempts"]) for row in rows] == [("done", 1)] * 4
+    assert stack.item(item_id)["value"] == 8 and stack.item(item_id)["runs"] == 8, "each ran exactly once"
+    assert re.search(r"task\.test\.item\.bump: \w+, retry 1/", worker.log()), "the lost connection was retried"
 
 
 def test_concurrent_updates_of_the_same_row_both_end_done(stack, broker):
@@ -179,10 +200,9 @@ def test_duplicate_delivered_while_running_does_not_run_twice(stack, broker):
     result = call(stack, "slow_bump", item_id, seconds=2)
     row = stack.wait_row(result.id, states=("started",))
     assert publish(Outgoing.from_row(stack.db, row)), "the same message again, as a broker redelivery would"
+    skipped = f"task.test.item.slow_bump[{row['uuid']}] is locked by another worker, which runs it or has just run it"
     harness.wait_for(
-        lambda: (
-            f"task.test.item.slow_bump[{row['uuid']}] is being run by another worker; duplicate skipped" in worker.log()
-        ),
+        lambda: f"{skipped}; duplicate skipped" in worker.log(),
         20,
         what="the duplicate line",
     )

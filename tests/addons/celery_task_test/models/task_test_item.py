@@ -48,6 +48,11 @@ class TaskTestItem(models.Model):
             time.sleep(pause)
         return steps
 
+    @celeryTask(model="task.test.item", name="read_parameter")
+    def read_parameter(self, key):
+        """A cached read (``get_param`` is ormcached): it only changes when the worker saw the signal."""
+        return self.env["ir.config_parameter"].sudo().get_param(key)
+
     @celeryTask(model="task.test.item", name="write_note")
     def write_note(self, note):
         self.write({"note": note})
