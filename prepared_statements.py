@@ -1,7 +1,8 @@
 """Statements PostgreSQL parses and plans once per session, instead of on every task.
 
-A task runs the same few statements each time; planning them is a good part of what they cost
-(the claim plans in about twice the time it runs). Each is prepared the first time a kept
+A task runs the same few statements each time, and planning is a good part of what they cost
+(measured with pgbench: a claim and an unlock took 0.83 ms planned each time, 0.58 ms prepared,
+and the start query 0.38 ms against 0.22 ms). Each is prepared the first time a kept
 session runs it. Only kept sessions may hold them: Odoo's pool runs DISCARD ALL on every cursor
 it lends, which drops them, so the owner of a set of prepared names is the kept connection or
 the kept cursor itself, and a new one starts with none.
