@@ -1,5 +1,7 @@
 """What differs between the Odoo series this addon supports, and the Odoo internals it leans on: this module only."""
 
+import functools
+
 from odoo import release
 from odoo.modules.registry import _CACHES_BY_KEY
 
@@ -37,6 +39,7 @@ def check_access(records, operation):
         records.check_access_rule(operation)
 
 
+@functools.cache
 def signaling_sql():
     """``Registry.get_sequences``'s values as a select list to fold into another query, and the cache names.
 
@@ -45,7 +48,7 @@ def signaling_sql():
     """
     cache_names = list(_CACHES_BY_KEY)
     sequences = ["base_registry_signaling", *(f"base_cache_signaling_{name}" for name in cache_names)]
-    return ", ".join(f"(SELECT last_value FROM {sequence})" for sequence in sequences), cache_names
+    return ", ".join(f"(SELECT last_value FROM {sequence})" for sequence in sequences), tuple(cache_names)
 
 
 def registry_is_current(registry, registry_sequence, cache_sequences):

@@ -35,6 +35,10 @@ def _close(key):
             kept.close()
 
 
+def _lock_key(dbname):
+    return (os.getpid(), "lock", dbname)
+
+
 def close_all():
     """Close what this process keeps, before it exits (an Odoo cursor left open is logged as a leak)."""
     for key in [key for key in _kept if key[0] == os.getpid()]:
@@ -43,7 +47,7 @@ def close_all():
 
 def lock_connection(dbname):
     """This process's autocommit connection to ``dbname`` for locks, claims and progress."""
-    key = (os.getpid(), "lock", dbname)
+    key = _lock_key(dbname)
     connection = _kept.get(key)
     if connection is None or connection.closed:
         _releases.pop(key, None)  # its locks went with it
@@ -63,17 +67,17 @@ def open_autocommit(dbname):
 
 def release_with_next_claim(dbname, record_id):
     """Keep ``record_id``'s lock until this process's next claim in ``dbname``, which releases it on the way."""
-    _releases[(os.getpid(), "lock", dbname)] = record_id
+    _releases[_lock_key(dbname)] = record_id
 
 
 def take_release(dbname):
     """The task record whose lock the claim about to run on ``dbname``'s lock connection must release, or None."""
-    return _releases.pop((os.getpid(), "lock", dbname), None)
+    return _releases.pop(_lock_key(dbname), None)
 
 
 def forget_lock_connection(dbname):
     """Close the lock connection after an error: that also releases every lock it held."""
-    _close((os.getpid(), "lock", dbname))
+    _close(_lock_key(dbname))
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ write. Asked one by one, that is five round trips on every task; folded into one
 """
 
 import dataclasses
+import functools
 import json
 
 from odoo.modules.registry import Registry
@@ -36,21 +37,29 @@ class TaskStart:
 
 def read(cr, registry, row):
     """The task's start, with ``registry`` brought up to date (and ``cr.now()`` answered) on the way."""
-    signaling, cache_names = compat.signaling_sql()
-    query = TASK_START.format(existing=_existing_ids_sql(registry, row), signaling=signaling)
+    query = _query(_stored_table(registry, row["model_name"]))
     prepared_statements.execute(cr, cr, query, {"id": row["id"], "ids": json.loads(row["record_ids"])})
     found = cr.fetchone()
     if found is None:
         return TaskStart(registry.check_signaling(cr), None, None, None)
     state, user_active, now, existing_ids, registry_sequence, *cache_values = found
+    cache_names = compat.signaling_sql()[1]
     if not compat.registry_is_current(registry, registry_sequence, dict(zip(cache_names, cache_values, strict=True))):
         registry = registry.check_signaling(cr)
     compat.set_transaction_now(cr, now)
     return TaskStart(registry, state, user_active, None if existing_ids is None else frozenset(existing_ids))
 
 
-def _existing_ids_sql(registry, row):
-    model = registry.models.get(row["model_name"])
+def _stored_table(registry, model_name):
+    """The model's own table, or None when the ORM must check (unknown, abstract or SQL-view model)."""
+    model = registry.models.get(model_name)
     if model is None or model._abstract or model._table_query:
-        return "NULL"
-    return EXISTING_IDS.format(table=SQL.identifier(model._table).code)
+        return None
+    return model._table
+
+
+@functools.cache
+def _query(table):
+    """The start query for records in ``table`` (built once per table: it runs on every task)."""
+    existing = EXISTING_IDS.format(table=SQL.identifier(table).code) if table else "NULL"
+    return TASK_START.format(existing=existing, signaling=compat.signaling_sql()[0])
