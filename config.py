@@ -21,6 +21,7 @@ ALIASES = {
 ADDON_OPTIONS = {
     "relay_interval": 5.0,
     "relay_delay": 10.0,
+    "relay_resend_after": 60.0,
     "concurrency_retries": 5,
     "concurrency_backoff": 0.1,
 }

@@ -109,6 +109,34 @@ def test_kept_connections_the_server_terminated_are_replaced(stack, fault_worker
     assert re.search(r"task\.test\.item\.bump: \w+, retry 1/", worker.log()), "the lost connection was retried"
 
 
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_a_message_the_broker_lost_is_published_again_once_its_queue_is_empty(stack, fault_worker, broker):
+    worker = fault_worker(broker, concurrency=1, env={"ODOO_CELERY_RELAY_RESEND_AFTER": "2"})
+    stack.point_caller(harness.BROKERS[broker], worker.queue)
+    lost_item = stack.new_item()
+    lost = call(stack, "bump", lost_item).id
+    harness.wait_for(lambda: stack.task_row(lost)["sent_at"], 10, what="the publisher to mark it sent")
+    with stack.app.connection_for_write() as connection:
+        assert connection.default_channel.queue_purge(worker.queue) == 1, "as a broker restart without persistence"
+    worker.start(stack.app)
+    busy_item, waiting_item = stack.new_item(), stack.new_item()
+    busy = call(stack, "slow_bump", busy_item, seconds=5).id
+    stack.wait_row(busy, states=("started",), timeout=30)
+    waiting = call(stack, "bump", waiting_item).id  # in the queue behind the busy one, longer than resend_after
+    rows = {name: stack.wait_row(uuid, timeout=60) for name, uuid in (("lost", lost), ("waiting", waiting))}
+    assert {name: (row["state"], row["attempts"]) for name, row in rows.items()} == {
+        "lost": ("done", 1),
+        "waiting": ("done", 1),
+    }
+    assert [stack.item(item)["runs"] for item in (lost_item, busy_item, waiting_item)] == [1, 1, 1]
+    resent = [
+        int(record_id)
+        for ids in re.findall(r"their message was lost; published again: \[([\d, ]+)\]", worker.log())
+        for record_id in ids.split(",")
+    ]
+    assert resent == [rows["lost"]["id"]], "only the lost one: the waiting one was still in its queue"
+
+
 def test_concurrent_updates_of_the_same_row_both_end_done(stack, broker):
     worker = stack.use(broker)
     item_id = stack.new_item()
