@@ -43,12 +43,15 @@ def check_access(records, operation):
 def signaling_sql():
     """``Registry.get_sequences``'s values as a select list to fold into another query, and the cache names.
 
-    Scalar subqueries rather than Odoo's cross join of six sequences: that join alone takes
-    PostgreSQL about 1 ms to plan, on every task.
+    The columns are ``registry_sequence`` and ``cache_sequence_<name>``. Scalar subqueries rather
+    than Odoo's cross join of six sequences: that join alone takes PostgreSQL about 1 ms to plan.
     """
-    cache_names = list(_CACHES_BY_KEY)
-    sequences = ["base_registry_signaling", *(f"base_cache_signaling_{name}" for name in cache_names)]
-    return ", ".join(f"(SELECT last_value FROM {sequence})" for sequence in sequences), tuple(cache_names)
+    cache_names = tuple(_CACHES_BY_KEY)
+    columns = [
+        ("registry_sequence", "base_registry_signaling"),
+        *((f"cache_sequence_{name}", f"base_cache_signaling_{name}") for name in cache_names),
+    ]
+    return ", ".join(f"(SELECT last_value FROM {sequence}) AS {column}" for column, sequence in columns), cache_names
 
 
 def registry_is_current(registry, registry_sequence, cache_sequences):

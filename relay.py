@@ -27,14 +27,14 @@ EXPIRE_TASKS = """
     UPDATE celery_task
        SET state = 'cancelled', done_at = (now() AT TIME ZONE 'UTC'), exc_type = 'expired',
            exc_message = 'the task expired before a worker ran it'
-     WHERE state IN ('pending', 'retry') AND expires_at < (now() AT TIME ZONE 'UTC')
+     WHERE done_at IS NULL AND state IN ('pending', 'retry') AND expires_at < (now() AT TIME ZONE 'UTC')
  RETURNING id
 """
 
 STRANDED_TASKS = """
     SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
       FROM celery_task
-     WHERE state IN ('pending', 'retry', 'started')
+     WHERE done_at IS NULL
        AND queue = ANY(%(queues)s)
        AND ((state = 'pending' AND sent_at IS NULL AND create_date < %(cutoff)s)
          OR (state = 'retry' AND COALESCE(eta, write_date) < %(cutoff)s)
@@ -48,14 +48,14 @@ STRANDED_TASKS = """
 # Sent, never started, no future ETA: either its message still waits in the queue, or it is lost.
 UNSTARTED_QUEUES = """
     SELECT DISTINCT queue FROM celery_task
-     WHERE state = 'pending' AND queue = ANY(%(queues)s)
+     WHERE done_at IS NULL AND state = 'pending' AND queue = ANY(%(queues)s)
        AND sent_at < %(cutoff)s AND (eta IS NULL OR eta < %(cutoff)s)
 """
 
 LOST_TASKS = """
     SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
       FROM celery_task
-     WHERE state = 'pending' AND queue = ANY(%(queues)s)
+     WHERE done_at IS NULL AND state = 'pending' AND queue = ANY(%(queues)s)
        AND sent_at < %(cutoff)s AND (eta IS NULL OR eta < %(cutoff)s)
      ORDER BY id
      LIMIT %(limit)s

@@ -7,6 +7,7 @@ in one transaction, so a task whose worker died mid-run runs again and its effec
 
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 import random
@@ -51,9 +52,10 @@ NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
 _progress_target = contextvars.ContextVar("celery_task_progress_target", default=None)
 
-# One round trip: take the task's session lock and, only when it was free, claim the record.
-# Read committed (autocommit): a concurrent write to the row (the caller marking it sent) is
-# waited for and re-read, not turned into a serialization failure.
+# One round trip: take the task's session lock and, only when it was free, claim the record and
+# read what its start needs ({{start}}: task_start.claim_columns). Read committed (autocommit): a
+# concurrent write to the row (the caller marking it sent) is waited for and re-read, not turned
+# into a serialization failure.
 LOCK_AND_CLAIM = f"""
     WITH lock AS MATERIALIZED (
         SELECT pg_try_advisory_lock(%(lock_class)s, %(id)s) AS locked,
@@ -72,7 +74,7 @@ LOCK_AND_CLAIM = f"""
                (SELECT login FROM res_users WHERE res_users.id = celery_task.user_id) AS login
     )
     SELECT (SELECT locked FROM lock) AS locked, found.uuid AS found_uuid, found.name AS found_name,
-           found.state AS found_state, claimed.*
+           found.state AS found_state, claimed.*, {{start}}
       FROM (SELECT 1) AS one LEFT JOIN found ON true LEFT JOIN claimed ON true
 """
 
@@ -102,6 +104,8 @@ RETRY_TASK = f"""
      WHERE id = %(id)s
 """
 
+# A task cancelled after its claim ran, but none of it commits: this updates no row.
+FINISH_STARTED = FINISH_TASK.replace("WHERE id = %(id)s", "WHERE id = %(id)s AND state = 'started'")
 FAIL_UNFINISHED = FINISH_TASK.replace("WHERE id = %(id)s", "WHERE id = %(id)s AND state NOT IN ('done', 'cancelled')")
 FAIL_UNFINISHED_UUID = FAIL_UNFINISHED.replace("WHERE id = %(id)s", "WHERE id = %(id)s AND uuid = %(uuid)s")
 
@@ -123,7 +127,7 @@ def run(task, spec, args, kwargs):
     except Reject as rejection:
         record_outcome_outside_task(dbname, record_id, rejection.reason, task_uuid=task.request.id)
         raise
-    with claimed(registry.db_name, task, record_id) as row:
+    with claimed(registry, task, spec.model, record_id) as row:
         if row is None:
             raise Ignore()
         return execute(registry, task, spec, row)
@@ -196,9 +200,10 @@ def with_transient_retries(what, func):
 
 
 @contextlib.contextmanager
-def claimed(dbname, task, record_id):
+def claimed(registry, task, model_name, record_id):
     """Lock and claim the record; yields its row, or None when there is nothing to run."""
-    row = with_transient_retries(task.name, lambda: _claim(dbname, task, record_id))
+    dbname = registry.db_name
+    row = with_transient_retries(task.name, lambda: _claim(registry, task, model_name, record_id))
     if row is None:
         yield None
         return
@@ -216,11 +221,19 @@ def claimed(dbname, task, record_id):
         _progress_target.reset(token)
 
 
-def _claim(dbname, task, record_id):
+@functools.cache
+def _lock_and_claim(start_columns):
+    return LOCK_AND_CLAIM.format(start=start_columns)
+
+
+def _claim(registry, task, model_name, record_id):
+    dbname = registry.db_name
     connection = task_connections.lock_connection(dbname)
+    query = _lock_and_claim(task_start.claim_columns(registry, model_name))
     values = {
         "lock_class": LOCK_CLASS,
         "id": record_id,
+        "model": model_name,
         "uuid": task.request.id,
         "name": task.name,
         "host": task.request.hostname,
@@ -228,7 +241,7 @@ def _claim(dbname, task, record_id):
     }
     try:
         with connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cr:
-            prepared_statements.execute(connection, cr, LOCK_AND_CLAIM, values)
+            prepared_statements.execute(connection, cr, query, values)
             row = cr.fetchone()
     except BaseException:
         task_connections.forget_lock_connection(dbname)  # whatever the statement locked is released
@@ -308,10 +321,8 @@ def _run_once(origin, target, task, spec, row):
             if _already_mirrored(cr, row["uuid"]):
                 return None
         else:
-            start = task_start.read(cr, target, row)
+            start = task_start.begin(cr, target, row)
             registry = start.registry
-            if start.state != "started":  # cancelled since the claim
-                raise Ignore()
         with registry.manage_changes():
             records, args, kwargs = rebuild_call(cr, task, spec, row, start)
             token = task_specs.run_next_call_inline(spec)
@@ -324,7 +335,10 @@ def _run_once(origin, target, task, spec, row):
             if cross_database:
                 cr.execute(MIRROR_TASK, {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result})
             else:
-                prepared_statements.execute(cr, cr, FINISH_TASK, _outcome_values(row["id"], "done", result=result))
+                prepared_statements.execute(cr, cr, FINISH_STARTED, _outcome_values(row["id"], "done", result=result))
+                if not cr.rowcount:
+                    _logger.info("%s[%s] was cancelled while it ran; nothing it did commits", task.name, row["uuid"])
+                    raise Ignore()
                 if start.user_active:  # inactive users, like the superuser, have no web client to tell
                     notifications.notify_outcome(cr, row["id"])
             return result
@@ -338,7 +352,7 @@ def _already_mirrored(cr, task_uuid):
 def rebuild_call(cr, task, spec, row, start):
     """The caller's environment, records and arguments, or a precise error when they are gone.
 
-    ``start`` is what ``task_start.read`` found, or None in another database than the record's.
+    ``start`` is what ``task_start.begin`` found, or None in another database than the record's.
     """
     context = json.loads(row["context"] or "{}")
     env = api.Environment(cr, api.SUPERUSER_ID, {})

@@ -1,53 +1,50 @@
-"""What a task's transaction reads before the method runs, in one round trip.
+"""What a task needs before its method runs, read by the statement that claims it.
 
-The worker needs the registry's signaling sequences (did another process change the models or
-caches?), the task's state (cancelled since its claim?), whether its user is still active, which
-of its records still exist, and the transaction's timestamp that Odoo asks for before its first
-write. Asked one by one, that is five round trips on every task; folded into one query, one.
+Besides the claimed row, the worker needs the registry's signaling sequences (did another process
+change the models or caches?), whether the task's user is still active, which of its records
+still exist, and the timestamp Odoo's ``cr.now()`` asks for before the first write. Asked one by
+one, that is four more round trips on every task; the claim returns them with the row. Whether
+the task was cancelled after its claim is checked by its final update (see runner.FINISH_STARTED).
 """
 
 import dataclasses
 import functools
-import json
 
 from odoo.modules.registry import Registry
 from odoo.tools import SQL
 
-from . import compat, prepared_statements
+from . import compat
 
-# The records that still exist, for a model stored in a table of its own; NULL: ask the ORM.
-EXISTING_IDS = "(SELECT COALESCE(array_agg(id), '{{}}') FROM {table} WHERE id = ANY(%(ids)s))"
+# The records that still exist, when the claimed row is of ``%(model)s``, stored in ``{table}``; NULL: ask the ORM.
+EXISTING_IDS = """CASE WHEN claimed.model_name = %(model)s THEN (
+               SELECT COALESCE(array_agg(id), '{{}}') FROM {table}
+                WHERE id IN (SELECT value::int FROM json_array_elements_text(claimed.record_ids::json))) END"""
 
 # Scalar subqueries only: a join of this many relations costs more to plan than to run.
-TASK_START = """
-    SELECT state, (SELECT active FROM res_users WHERE res_users.id = celery_task.user_id),
-           (now() AT TIME ZONE 'UTC'), {existing}, {signaling}
-      FROM celery_task
-     WHERE id = %(id)s
-"""
+START_COLUMNS = """(SELECT active FROM res_users WHERE res_users.id = claimed.user_id) AS user_active,
+           (now() AT TIME ZONE 'UTC') AS start_now, {existing} AS existing_ids, {signaling}"""
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskStart:
     registry: Registry
-    state: str | None  # None: the task record is gone
     user_active: bool | None  # None: the user is gone
-    existing_ids: frozenset | None  # None: not read here, the ORM must check
+    existing_ids: frozenset | None  # None: not read by the claim, the ORM must check
 
 
-def read(cr, registry, row):
-    """The task's start, with ``registry`` brought up to date (and ``cr.now()`` answered) on the way."""
-    query = _query(_stored_table(registry, row["model_name"]))
-    prepared_statements.execute(cr, cr, query, {"id": row["id"], "ids": json.loads(row["record_ids"])})
-    found = cr.fetchone()
-    if found is None:
-        return TaskStart(registry.check_signaling(cr), None, None, None)
-    state, user_active, now, existing_ids, registry_sequence, *cache_values = found
-    cache_names = compat.signaling_sql()[1]
-    if not compat.registry_is_current(registry, registry_sequence, dict(zip(cache_names, cache_values, strict=True))):
+def claim_columns(registry, model_name):
+    """The select list the claim adds over its ``claimed`` row (``%(model)s``: the task's model)."""
+    return _columns(_stored_table(registry, model_name))
+
+
+def begin(cr, registry, row):
+    """The task's start, from its claimed ``row``: ``registry`` brought up to date, ``cr.now()`` answered."""
+    cache_sequences = {name: row[f"cache_sequence_{name}"] for name in compat.signaling_sql()[1]}
+    if not compat.registry_is_current(registry, row["registry_sequence"], cache_sequences):
         registry = registry.check_signaling(cr)
-    compat.set_transaction_now(cr, now)
-    return TaskStart(registry, state, user_active, None if existing_ids is None else frozenset(existing_ids))
+    compat.set_transaction_now(cr, row["start_now"])
+    existing_ids = row["existing_ids"]
+    return TaskStart(registry, row["user_active"], None if existing_ids is None else frozenset(existing_ids))
 
 
 def _stored_table(registry, model_name):
@@ -59,7 +56,7 @@ def _stored_table(registry, model_name):
 
 
 @functools.cache
-def _query(table):
-    """The start query for records in ``table`` (built once per table: it runs on every task)."""
+def _columns(table):
+    """Built once per table: the claim runs on every task."""
     existing = EXISTING_IDS.format(table=SQL.identifier(table).code) if table else "NULL"
-    return TASK_START.format(existing=existing, signaling=compat.signaling_sql()[0])
+    return START_COLUMNS.format(existing=existing, signaling=compat.signaling_sql()[0])

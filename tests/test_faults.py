@@ -236,3 +236,18 @@ def test_duplicate_delivered_while_running_does_not_run_twice(stack, broker):
     )
     assert stack.wait_row(result.id)["state"] == "done"
     assert stack.item(item_id)["runs"] == 1
+
+
+def test_a_task_cancelled_while_it_runs_commits_nothing_even_unrevoked(stack, redis):
+    item_id = stack.new_item()
+    result = call(stack, "slow_bump", item_id, seconds=2)
+    stack.wait_row(result.id, states=("started",))
+    with stack.env() as env:  # the record of a cancel whose revoke never reached the worker
+        env.cr.execute("UPDATE celery_task SET state = 'cancelled', done_at = now() WHERE uuid = %s", [result.id])
+    harness.wait_for(
+        lambda: f"[{result.id}] was cancelled while it ran; nothing it did commits" in redis.log(),
+        30,
+        what="the worker to roll the task back",
+    )
+    assert stack.task_row(result.id)["state"] == "cancelled"
+    assert stack.item(item_id)["runs"] == 0

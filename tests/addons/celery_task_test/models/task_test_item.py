@@ -69,6 +69,8 @@ class TaskTestItem(models.Model):
 
     @celeryTask(model="task.test.item", name="slow_bump")
     def slow_bump(self, seconds=1.0):
+        """Read, work, write: two of these on one record overlap, and the later write conflicts."""
+        self.mapped("value")  # the transaction's snapshot is taken at its first read
         time.sleep(seconds)
         for item in self:
             item.value += 1
