@@ -38,6 +38,13 @@ def call(stack, method, item_id, *args, **kwargs):
         return getattr(env["task.test.item"].browse(item_id), method)(*args, **kwargs)
 
 
+def running_slow_bump(stack):
+    """A two-second task, once the worker has claimed it: (its item's id, its task row)."""
+    item_id = stack.new_item()
+    result = call(stack, "slow_bump", item_id, seconds=2)
+    return item_id, stack.wait_row(result.id, states=("started",))
+
+
 def exactly_once(stack, item_ids):
     """(lost, run twice) counts over items that were each bumped once."""
     runs = [stack.item(item_id)["runs"] for item_id in item_ids]
@@ -224,30 +231,19 @@ def test_duplicate_delivered_while_running_does_not_run_twice(stack, broker):
     worker = stack.workers[broker]
     from odoo.addons.celery_task.publisher import Outgoing, publish
 
-    item_id = stack.new_item()
-    result = call(stack, "slow_bump", item_id, seconds=2)
-    row = stack.wait_row(result.id, states=("started",))
+    item_id, row = running_slow_bump(stack)
     assert publish(Outgoing.from_row(stack.db, row)), "the same message again, as a broker redelivery would"
     skipped = f"task.test.item.slow_bump[{row['uuid']}] is locked by another worker, which runs it or has just run it"
-    harness.wait_for(
-        lambda: f"{skipped}; duplicate skipped" in worker.log(),
-        20,
-        what="the duplicate line",
-    )
-    assert stack.wait_row(result.id)["state"] == "done"
+    harness.wait_for(lambda: f"{skipped}; duplicate skipped" in worker.log(), 20, what="the duplicate line")
+    assert stack.wait_row(row["uuid"])["state"] == "done"
     assert stack.item(item_id)["runs"] == 1
 
 
 def test_a_task_cancelled_while_it_runs_commits_nothing_even_unrevoked(stack, redis):
-    item_id = stack.new_item()
-    result = call(stack, "slow_bump", item_id, seconds=2)
-    stack.wait_row(result.id, states=("started",))
+    item_id, row = running_slow_bump(stack)
     with stack.env() as env:  # the record of a cancel whose revoke never reached the worker
-        env.cr.execute("UPDATE celery_task SET state = 'cancelled', done_at = now() WHERE uuid = %s", [result.id])
-    harness.wait_for(
-        lambda: f"[{result.id}] was cancelled while it ran; nothing it did commits" in redis.log(),
-        30,
-        what="the worker to roll the task back",
-    )
-    assert stack.task_row(result.id)["state"] == "cancelled"
+        env.cr.execute("UPDATE celery_task SET state = 'cancelled', done_at = now() WHERE id = %s", [row["id"]])
+    rolled_back = f"[{row['uuid']}] was cancelled while it ran; nothing it did commits"
+    harness.wait_for(lambda: rolled_back in redis.log(), 30, what="the worker to roll the task back")
+    assert stack.task_row(row["uuid"])["state"] == "cancelled"
     assert stack.item(item_id)["runs"] == 0
