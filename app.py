@@ -1,9 +1,12 @@
-"""The one Celery app of this Odoo process, configured lazily from the Odoo config."""
+"""The one Celery app of this Odoo process, configured lazily from the Odoo config; the one way to publish."""
 
+import datetime
+import functools
 import logging
 
 from celery import Celery, Task
 from celery.backends.base import DisabledBackend
+from celery.utils.imports import symbol_by_name
 
 from . import config
 
@@ -13,20 +16,35 @@ celery_app = Celery("odoo", set_as_current=False)
 celery_app.add_defaults(config.celery_settings)
 
 
+@functools.cache
+def _resolve(dotted):
+    return symbol_by_name(dotted)
+
+
 class OdooTask(Task):
-    """Base of every decorated task: the body is the generic runner, progress is mirrored."""
+    """Base of every decorated task: the body is the worker's runner, progress is mirrored.
+
+    The worker's parts are named by dotted paths, as Celery names its own: the caller's process
+    never imports them.
+    """
 
     abstract = True
-    Request = "odoo.addons.celery_task.worker_request:OdooRequest"
     acks_late = True
     reject_on_worker_lost = True
     typing = False
 
+    #: The worker's request class: it records the failure of a task killed by its hard time limit.
+    Request = "odoo.addons.celery_task.worker.request:OdooRequest"
+
+    #: ``run(task, spec)``: the body of every decorated task, in a pool process.
+    runner = "odoo.addons.celery_task.worker.runner:run"
+
+    #: ``record(state, meta)``: writes ``update_state``'s progress to the task's progress row.
+    progress_recorder = "odoo.addons.celery_task.worker.outcome:record_progress"
+
     def update_state(self, task_id=None, state=None, meta=None, **kwargs):
         """Report progress to the task record and, when one is configured and up, the result backend."""
-        from . import runner
-
-        runner.record_progress(state, meta)
+        _resolve(self.progress_recorder)(state, meta)
         if isinstance(self.backend, DisabledBackend):
             return
         try:
@@ -39,9 +57,7 @@ def register_task(spec):
     """Declare ``spec`` as a Celery task named ``<model>.<name>``; the body runs it in Odoo."""
 
     def run(self, *args, **kwargs):
-        from . import runner
-
-        return runner.run(self, spec, args, kwargs)
+        return _resolve(self.runner)(self, spec)
 
     run.__name__ = spec.name
     run.__qualname__ = spec.task_name
@@ -57,14 +73,43 @@ def register_task(spec):
     )(run)
 
 
+def _utc(moment):
+    return moment.replace(tzinfo=datetime.timezone.utc) if moment else None
+
+
+def publish(message):
+    """Send one ``task_record.TaskMessage``; False (and a log line) when the broker refuses, so the relay retries."""
+    try:
+        celery_app.send_task(
+            message.task_name,
+            args=message.args,
+            task_id=message.task_uuid,
+            queue=message.queue,
+            eta=_utc(message.eta),
+            expires=_utc(message.expires_at),
+            priority=message.priority,
+            argsrepr=message.call_repr,
+            kwargsrepr="{}",
+            retry=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the task to the relay
+        _logger.warning(
+            "celery_task: broker refused %s[%s] (%s: %s); it stays in the outbox of %s and the relay will publish it",
+            message.task_name,
+            message.task_uuid,
+            type(exc).__name__,
+            exc,
+            message.dbname,
+        )
+        return False
+    return True
+
+
 def reconfigure(**overrides):
-    """Apply new settings and drop pooled broker connections (tests switch brokers with this).
+    """Apply new settings and drop pooled broker connections (tests and the bench switch brokers with this).
 
-    Records already handed to the publisher go out first, on the broker they were committed for.
+    Wait for the publisher first (``publisher.wait_idle``) to send what was committed for the old broker.
     """
-    from .publisher import publisher
-
-    publisher.wait_idle(timeout=10)
     celery_app.conf.update(config.celery_settings())
     celery_app.conf.update(overrides)
     celery_app._pool = None

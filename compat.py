@@ -2,8 +2,11 @@
 
 import functools
 
-from odoo import release
+import psycopg2
+
+from odoo import release, sql_db
 from odoo.modules.registry import _CACHES_BY_KEY
+from odoo.sql_db import connection_info_for
 
 ODOO_MAJOR = release.version_info[0]
 
@@ -62,3 +65,36 @@ def registry_is_current(registry, registry_sequence, cache_sequences):
 def set_transaction_now(cr, now):
     """Give ``cr`` its transaction's ``now() AT TIME ZONE 'UTC'``, read by another query: ``cr.now()`` won't ask."""
     cr._now = now
+
+
+def reset_cursor(cr):
+    """Start ``cr``'s next transaction as a new cursor would: no ORM cache, a new Environment transaction."""
+    cr.transaction = None
+    cr.cache.clear()
+
+
+def open_connection(dbname):
+    """A plain psycopg2 connection to ``dbname``, with Odoo's connection settings (host, user, application name)."""
+    _, info = connection_info_for(dbname)
+    return psycopg2.connect(**info)
+
+
+def open_autocommit(dbname):
+    """:func:`open_connection` in autocommit (read committed), with asynchronous commits."""
+    connection = open_connection(dbname)
+    connection.autocommit = True
+    with connection.cursor() as cr:
+        cr.execute("SET synchronous_commit TO OFF")
+    return connection
+
+
+def abandon_inherited_pool():
+    """In a forked child: forget the parent's pooled connections without using or closing them.
+
+    Returns the pool abandoned (kept referenced, so it is never garbage-collected and closed), or None.
+    """
+    pool = sql_db._Pool
+    if pool is None or not pool._connections:
+        return None
+    sql_db._Pool = None
+    return pool

@@ -11,33 +11,21 @@ import uuid
 
 from celery.result import AsyncResult
 
-from . import serialization, task_specs
+from . import serialization, task_record, task_specs
 from .app import celery_app
-from .publisher import Outgoing, publisher
+from .publisher import publisher
 
 PENDING_KEY = "celery_task.outbox"
 
-INSERT_TASK = """
-    INSERT INTO celery_task (
-        uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
-        queue, priority, eta, expires_at, call_repr, state, attempts,
-        create_uid, create_date, write_uid, write_date
-    ) VALUES (
-        %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
-        %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        'pending', 0, %(uid)s, %(now)s, %(uid)s, %(now)s
-    ) RETURNING id
-"""
 
-
-def publish_after_commit(env, item):
-    """Hand ``item`` to the publisher once ``env``'s transaction commits; dropped on rollback."""
+def publish_after_commit(env, message):
+    """Hand ``message`` to the publisher once ``env``'s transaction commits; dropped on rollback."""
     cr = env.cr
     pending = cr.postcommit.data.get(PENDING_KEY)
     if pending is None:
         pending = cr.postcommit.data[PENDING_KEY] = []
         cr.postcommit.add(lambda: publisher.submit(pending))
-    pending.append(item)
+    pending.append(message)
 
 
 def _schedule(spec, now):
@@ -63,7 +51,7 @@ def enqueue(spec, records, args, kwargs):
     queue = spec.queue or celery_app.conf.task_default_queue
     call_repr = task_specs.describe_call(records._name, records._ids, spec.method, args, kwargs)
     cr.execute(
-        INSERT_TASK,
+        task_record.INSERT_TASK,
         {
             "uuid": task_uuid,
             "name": spec.task_name,
@@ -82,19 +70,5 @@ def enqueue(spec, records, args, kwargs):
             "now": now,
         },
     )
-    record_id = cr.fetchone()[0]
-    publish_after_commit(
-        env,
-        Outgoing(
-            task_name=spec.task_name,
-            task_uuid=task_uuid,
-            dbname=cr.dbname,
-            record_id=record_id,
-            queue=queue,
-            call_repr=call_repr,
-            eta=eta,
-            expires_at=expires_at,
-            priority=spec.priority,
-        ),
-    )
+    publish_after_commit(env, task_record.TaskMessage.from_row(cr.dbname, cr.dictfetchone()))
     return AsyncResult(task_uuid, app=celery_app, task_name=spec.task_name)

@@ -10,8 +10,6 @@ nothing: the relay publishes them a few seconds later.
 import atexit
 import collections
 import contextlib
-import dataclasses
-import datetime
 import logging
 import os
 import threading
@@ -19,81 +17,14 @@ import time
 
 import psycopg2
 
-from . import task_connections
-from .app import celery_app
+from . import compat, task_record
+from .app import publish
 
 _logger = logging.getLogger(__name__)
 
 BATCH = 200
 MARK_DELAY = 0.05
 EXIT_WAIT = 5.0
-
-MARK_SENT = """
-    UPDATE celery_task SET sent_at = (now() AT TIME ZONE 'UTC')
-    WHERE id = ANY(%s) AND sent_at IS NULL AND state = 'pending'
-"""
-
-
-@dataclasses.dataclass
-class Outgoing:
-    """A message to publish: everything the broker needs, nothing that decides what runs."""
-
-    task_name: str
-    task_uuid: str
-    dbname: str
-    record_id: int
-    queue: str
-    call_repr: str
-    eta: datetime.datetime | None = None
-    expires_at: datetime.datetime | None = None
-    priority: int | None = None
-
-    @classmethod
-    def from_row(cls, dbname, row):
-        """The message for a ``celery_task`` row (a dict with its columns)."""
-        return cls(
-            task_name=row["name"],
-            task_uuid=row["uuid"],
-            dbname=dbname,
-            record_id=row["id"],
-            queue=row["queue"],
-            call_repr=row["call_repr"],
-            eta=row.get("eta"),
-            expires_at=row.get("expires_at"),
-            priority=row.get("priority"),
-        )
-
-
-def _utc(moment):
-    return moment.replace(tzinfo=datetime.timezone.utc) if moment else None
-
-
-def publish(item):
-    """Send one message; False (and a log line) when the broker refuses, so the relay retries."""
-    try:
-        celery_app.send_task(
-            item.task_name,
-            args=[item.dbname, item.record_id],
-            task_id=item.task_uuid,
-            queue=item.queue,
-            eta=_utc(item.eta),
-            expires=_utc(item.expires_at),
-            priority=item.priority,
-            argsrepr=item.call_repr,
-            kwargsrepr="{}",
-            retry=False,
-        )
-    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the task to the relay
-        _logger.warning(
-            "celery_task: broker refused %s[%s] (%s: %s); it stays in the outbox of %s and the relay will publish it",
-            item.task_name,
-            item.task_uuid,
-            type(exc).__name__,
-            exc,
-            item.dbname,
-        )
-        return False
-    return True
 
 
 class Publisher:
@@ -181,7 +112,7 @@ class _PublisherThread:
         for dbname, record_ids in self.unmarked.items():
             try:
                 with self.connection(dbname).cursor() as cr:
-                    cr.execute(MARK_SENT, [record_ids])
+                    cr.execute(task_record.MARK_SENT, {"ids": record_ids})
             except Exception:  # unmarked rows are only published once more by the relay
                 _logger.warning("celery_task: could not mark %s of %s as sent", record_ids, dbname, exc_info=True)
                 with contextlib.suppress(psycopg2.Error):
@@ -195,7 +126,7 @@ class _PublisherThread:
         """Autocommit (read committed: a row a worker claimed meanwhile is skipped, not a conflict)."""
         connection = self.connections.get(dbname)
         if connection is None or connection.closed:
-            connection = self.connections[dbname] = task_connections.open_autocommit(dbname)
+            connection = self.connections[dbname] = compat.open_autocommit(dbname)
         return connection
 
 

@@ -92,13 +92,12 @@ def main(argv=None):
     LOG_LEVELS["INFO"] = logging.INFO
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(celery|kombu|redis)(\.|$)")
     _ensure_addon_importable()
-    from odoo.addons.celery_task import worker_signals  # noqa: F401 - connects the handlers
+    from odoo.addons.celery_task import worker
     from odoo.addons.celery_task.app import celery_app
-    from odoo.addons.celery_task.relay import OutboxRelay
 
     if celery_args and celery_args[0] in COMMANDS_NEEDING_REGISTRY:
         _load_registries()
-    celery_app.steps["consumer"].add(OutboxRelay)
+    worker.install(celery_app)
     return celery_app.start(celery_args or ["--help"])
 
 

@@ -142,10 +142,12 @@ def bench_broker(broker, ctx, preset, profiles):
     import raw_app
 
     from odoo.addons.celery_task import app
+    from odoo.addons.celery_task.publisher import publisher
 
     pid = os.getpid()
     names = ("ours", "ours-drain", "floor-drain", "raw", "raw-drain", "sink")
     queues = {name: f"ct-bench-{pid}-{broker}-{name}" for name in names}
+    publisher.wait_idle(timeout=10)  # what the last broker's runs committed goes out there first
     app.reconfigure(broker_url=stack.broker_url(broker, "ours"), task_default_queue=queues["ours"])
     raw_app.app.conf.broker_url = stack.broker_url(broker, "raw")
     raw_app.app._pool = None

@@ -17,13 +17,14 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.addons.base.models.res_partner import _tz_get
 
 from .. import outbox, schedules, task_specs
+from ..task_record import NOW_UTC
 
 _logger = logging.getLogger(__name__)
 
 # Runs are recorded without touching write_date: beat reloads its schedule when write_date moves.
-RECORD_RUN = """
+RECORD_RUN = f"""
     UPDATE celery_periodic_task
-       SET last_run_at = (now() AT TIME ZONE 'UTC'), total_run_count = COALESCE(total_run_count, 0) + 1,
+       SET last_run_at = {NOW_UTC}, total_run_count = COALESCE(total_run_count, 0) + 1,
            last_task_id = (SELECT id FROM celery_task WHERE uuid = %(uuid)s), last_error = NULL
      WHERE id = %(id)s
 """

@@ -12,33 +12,15 @@ import uuid
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
-from .. import compat
+from .. import compat, task_record
 from ..app import celery_app
 from ..outbox import publish_after_commit
-from ..publisher import Outgoing
 
 _logger = logging.getLogger(__name__)
 
-STATES = [
-    ("pending", "Pending"),
-    ("started", "Started"),
-    ("retry", "Waiting to retry"),
-    ("done", "Done"),
-    ("failed", "Failed"),
-    ("cancelled", "Cancelled"),
-]
-FINISHED_STATES = ("done", "failed", "cancelled")
-REQUEUEABLE_STATES = ("failed", "cancelled")
-CANCELLABLE_STATES = ("pending", "retry", "started")
 RETENTION_PARAM = "celery_task.retention_days"
 DEFAULT_RETENTION_DAYS = 30
-NOTIFIED_STATES = {"done": "success", "failed": "danger"}
-
-# A requeued task goes out under a new Celery id: workers discard messages whose id was revoked.
-REQUEUE_TASK = """
-    UPDATE celery_task SET uuid = %(uuid)s WHERE id = %(id)s
-    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
-"""
+NOTIFIED_STATES = {task_record.DONE: "success", task_record.FAILED: "danger"}
 
 # Fields that decide what a worker runs: only the decorator (in the caller's transaction) sets them.
 PROTECTED_FIELDS = frozenset(
@@ -62,7 +44,7 @@ PROTECTED_FIELDS = frozenset(
 
 
 def _percent(state, current, total):
-    if state == "done":
+    if state == task_record.DONE:
         return 100.0
     return min(100.0, 100.0 * current / total) if total else 0.0
 
@@ -92,7 +74,7 @@ class CeleryTask(models.Model):
     priority = fields.Integer(readonly=True)
     eta = fields.Datetime("Run after", readonly=True)
     expires_at = fields.Datetime("Expires", readonly=True)
-    state = fields.Selection(STATES, default="pending", required=True, readonly=True)
+    state = fields.Selection(task_record.STATE_LABELS, default=task_record.PENDING, required=True, readonly=True)
     attempts = fields.Integer(readonly=True)
     sent_at = fields.Datetime("Sent", readonly=True)
     started_at = fields.Datetime("Started", readonly=True)
@@ -133,7 +115,7 @@ class CeleryTask(models.Model):
     @api.depends("state", "started_at", "done_at")
     def _compute_duration(self):
         for task in self:
-            end = task.done_at or (task.state == "started" and fields.Datetime.now())
+            end = task.done_at or (task.state == task_record.STARTED and fields.Datetime.now())
             task.duration = (end - task.started_at).total_seconds() if task.started_at and end else 0.0
 
     @api.depends("record_ids")
@@ -183,7 +165,7 @@ class CeleryTask(models.Model):
 
     def action_requeue(self):
         """Run failed or cancelled tasks again: back to pending, published once this transaction commits."""
-        wrong = self.filtered(lambda task: task.state not in REQUEUEABLE_STATES)
+        wrong = self.filtered(lambda task: task.state not in task_record.REQUEUEABLE_STATES)
         if wrong:
             raise UserError(
                 _("Only failed or cancelled tasks can be requeued: %s", ", ".join(wrong.mapped("display_name")))
@@ -196,7 +178,7 @@ class CeleryTask(models.Model):
             )
         self.write(
             {
-                "state": "pending",
+                "state": task_record.PENDING,
                 "attempts": 0,
                 "sent_at": False,
                 "started_at": False,
@@ -211,15 +193,16 @@ class CeleryTask(models.Model):
         self.env["celery.task.progress"].sudo().search([("task_id", "in", self.ids)]).unlink()
         self.flush_recordset()
         for task in self:
-            self.env.cr.execute(REQUEUE_TASK, {"uuid": str(uuid.uuid4()), "id": task.id})
-            publish_after_commit(self.env, Outgoing.from_row(self.env.cr.dbname, self.env.cr.dictfetchone()))
+            self.env.cr.execute(task_record.REQUEUE_TASK, {"uuid": str(uuid.uuid4()), "id": task.id})
+            row = self.env.cr.dictfetchone()
+            publish_after_commit(self.env, task_record.TaskMessage.from_row(self.env.cr.dbname, row))
         self.invalidate_recordset(["uuid"])
         return True
 
     def action_cancel(self):
         """Cancel tasks: a pending one is never run, a running one is revoked with terminate."""
         compat.check_access(self, "write")  # who may not cancel learns that first, whatever the state
-        wrong = self.filtered(lambda task: task.state not in CANCELLABLE_STATES)
+        wrong = self.filtered(lambda task: task.state not in task_record.CANCELLABLE_STATES)
         if wrong:
             raise UserError(
                 _(
@@ -227,8 +210,8 @@ class CeleryTask(models.Model):
                     ", ".join(wrong.mapped("display_name")),
                 )
             )
-        running = self.filtered(lambda task: task.state == "started")
-        values = {"state": "cancelled", "done_at": fields.Datetime.now(), "exc_type": "cancelled"}
+        running = self.filtered(lambda task: task.state == task_record.STARTED)
+        values = {"state": task_record.CANCELLED, "done_at": fields.Datetime.now(), "exc_type": "cancelled"}
         who = self.env.user.name
         (self - running).write({**values, "exc_message": _("Cancelled by %s; no worker will run it.", who)})
         running.write({**values, "exc_message": _("Cancelled by %s while running; revoked.", who)})
@@ -264,7 +247,7 @@ class CeleryTask(models.Model):
         if days <= 0:
             return 0
         cutoff = fields.Datetime.now() - datetime.timedelta(days=days)
-        old = self.sudo().search([("state", "in", FINISHED_STATES), ("done_at", "<", cutoff)])
+        old = self.sudo().search([("state", "in", task_record.FINISHED_STATES), ("done_at", "<", cutoff)])
         count = len(old)
         old.unlink()
         _logger.info("celery_task: vacuumed %d task(s) finished before %s", count, cutoff)
@@ -278,10 +261,10 @@ class CeleryTask(models.Model):
         if not kind or not user.active:
             return False
         self = self.with_context(lang=user.lang)
-        if self.state == "done":
+        if self.state == task_record.DONE:
             title, message = _("Background task finished"), self.call_repr or self.name
         else:
             title = _("Background task failed")
             message = f"{self.call_repr or self.name}: {self.exc_message or self.exc_type or ''}"[:500]
-        payload = {"title": title, "message": message, "type": kind, "sticky": self.state == "failed"}
+        payload = {"title": title, "message": message, "type": kind, "sticky": self.state == task_record.FAILED}
         return compat.send_bus_notification(user, "simple_notification", payload)

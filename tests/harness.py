@@ -1,6 +1,7 @@
 """Real parts for the tests: an Odoo database, a Celery worker process, the caller's Odoo."""
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ REDIS_URL = os.environ.get("CELERY_TASK_TEST_REDIS", "redis://127.0.0.1:6379")
 AMQP_URL = os.environ.get("CELERY_TASK_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 BROKERS = {"redis": f"{REDIS_URL}/14", "rabbitmq": AMQP_URL}
 RESULT_BACKEND = f"{REDIS_URL}/15"
+TEMPLATE_PREFIX = "ct_tpl_"
 
 
 def find_odoo():
@@ -92,8 +94,23 @@ class OdooHome:
 
 
 def create_database(config_path, dbname, modules, log_path):
-    """Install ``modules`` into a new database with Odoo's own command line."""
-    subprocess.run(["dropdb", "--if-exists", dbname], check=True, capture_output=True)
+    """A new database with ``modules`` installed by Odoo's own command line.
+
+    The installed database is kept as a template named after everything the install reads (the
+    addon's files, the test addon's, the Odoo series and tree), so the next run with the same
+    sources copies it in a second. ``CI`` or ``CELERY_TASK_TEST_FRESH_DB`` set: always installs.
+    """
+    import odoo.release
+
+    digest = hashlib.sha256(f"{odoo.release.version}|{Path(odoo.release.__file__).parent}|{modules}".encode())
+    for path in sorted(_installed_files()):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    template = f"{TEMPLATE_PREFIX}{odoo.release.version_info[0]}_{digest.hexdigest()[:16]}"
+    fresh = os.environ.get("CI") or os.environ.get("CELERY_TASK_TEST_FRESH_DB")
+    if not fresh and _database_exists(template):
+        copy_database(template, dbname)
+        return
+    drop_database(dbname)
     with open(log_path, "w") as log:
         subprocess.run(
             [sys.executable, "-m", "odoo", "-c", str(config_path), "-d", dbname, "-i", modules, "--stop-after-init"],
@@ -102,15 +119,55 @@ def create_database(config_path, dbname, modules, log_path):
             stderr=subprocess.STDOUT,
             cwd=tempfile.gettempdir(),
         )
+    if not fresh:
+        for stale in _databases_like(f"{TEMPLATE_PREFIX}{odoo.release.version_info[0]}_%"):
+            drop_database(stale)
+        copy_database(dbname, template)
+
+
+def _installed_files():
+    """The files an install of the addon and the test addon reads: not the suite, the bench or caches."""
+    skipped = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", "bench"}
+    for path in REPO.rglob("*"):
+        parts = path.relative_to(REPO).parts
+        if not path.is_file() or skipped.intersection(parts):
+            continue
+        if parts[0] == "tests" and parts[:2] != ("tests", "addons"):
+            continue
+        yield path
+
+
+def _databases_like(pattern):
+    out = subprocess.run(
+        ["psql", "-d", "postgres", "-Atc", f"SELECT datname FROM pg_database WHERE datname LIKE '{pattern}'"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.split()
+
+
+def _database_exists(dbname):
+    return dbname in _databases_like(dbname)
 
 
 def copy_database(template, dbname):
-    subprocess.run(["dropdb", "--if-exists", dbname], check=True, capture_output=True)
+    """``dbname`` as a copy of ``template``, with its filestore."""
+    from odoo.tools import config
+
+    drop_database(dbname)
     subprocess.run(["createdb", "-T", template, dbname], check=True, capture_output=True)
+    filestore = config.filestore(template)
+    if os.path.isdir(filestore):
+        shutil.rmtree(config.filestore(dbname), ignore_errors=True)
+        shutil.copytree(filestore, config.filestore(dbname))
 
 
 def drop_database(dbname):
+    from odoo.tools import config
+
     subprocess.run(["dropdb", "--if-exists", "--force", dbname], capture_output=True)
+    shutil.rmtree(config.filestore(dbname), ignore_errors=True)
 
 
 class Worker:
@@ -193,6 +250,121 @@ class Worker:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+class Stack:
+    """The caller's Odoo (this process) plus the workers it talks to."""
+
+    def __init__(self, home, config_path, databases, log_dir):
+        from odoo.modules.registry import Registry
+
+        from odoo.addons.celery_task import app, serialization
+        from odoo.addons.celery_task.publisher import publisher
+
+        self.home = home
+        self.config_path = config_path
+        self.db, self.other_db = databases
+        self.log_dir = log_dir
+        self.app = app.celery_app
+        self._app = app
+        self._publisher = publisher
+        self.serialization = serialization
+        self.registry = Registry(self.db)
+        self.workers = {}
+        self.broker = None
+        self.run_id = os.getpid()
+
+    def queue(self, broker):
+        return f"ct-test-{self.run_id}-{broker}"
+
+    def worker(self, broker, name=None, queue=None, env=None, **kwargs):
+        """A worker process (not started) on ``broker``; by default the shared one of that broker."""
+        name = name or f"{broker}-{self.run_id}@localhost"
+        queue = queue or self.queue(broker)
+        return Worker(
+            self.config_path,
+            name,
+            queue,
+            self.log_dir / f"worker-{name.split('@')[0]}.log",
+            env={"ODOO_CELERY_BROKER_URL": BROKERS[broker], "ODOO_CELERY_DEFAULT_QUEUE": queue, **(env or {})},
+            **kwargs,
+        )
+
+    def reconfigure(self, **settings):
+        """Apply ``settings`` to the caller's app, once what was committed for the old ones is published."""
+        self._publisher.wait_idle(timeout=10)
+        self._app.reconfigure(**settings)
+
+    def point_caller(self, broker_url, queue):
+        """Send the caller's next messages to ``queue`` on ``broker_url``."""
+        self.reconfigure(broker_url=broker_url, task_default_queue=queue)
+        self.broker = None
+
+    def use(self, broker):
+        """Point the caller at ``broker`` and make sure a worker consumes its queue."""
+        if self.broker != broker:
+            self.reconfigure(broker_url=BROKERS[broker], task_default_queue=self.queue(broker))
+            self.broker = broker
+        worker = self.workers.get(broker)
+        if worker is None or worker.process.poll() is not None:
+            worker = self.workers[broker] = self.worker(broker).start(self.app)
+        return worker
+
+    @contextlib.contextmanager
+    def env(self, uid=None, context=None, dbname=None):
+        """An environment on a fresh cursor that commits on a clean exit, like a request."""
+        from odoo import api
+        from odoo.modules.registry import Registry
+
+        registry = Registry(dbname) if dbname else self.registry
+        with registry.cursor() as cr:
+            yield api.Environment(cr, uid or api.SUPERUSER_ID, context or {})
+
+    def task_row(self, task_uuid, dbname=None):
+        with self.env(dbname=dbname) as env:
+            env.cr.execute("SELECT * FROM celery_task WHERE uuid = %s", [task_uuid])
+            return env.cr.dictfetchone()
+
+    def wait_row(self, task_uuid, states=("done", "failed", "cancelled"), timeout=30, dbname=None):
+        def reached():
+            row = self.task_row(task_uuid, dbname)
+            return row if row and row["state"] in states else None
+
+        return wait_for(reached, timeout, what=f"task {task_uuid} to reach {states}")
+
+    def call(self, method, item_id, *args, uid=None, context=None, **kwargs):
+        """Call decorated ``method`` on test item ``item_id`` in its own committed transaction, as ``uid``."""
+        with self.env(uid=uid, context=context) as env:
+            return getattr(env["task.test.item"].browse(item_id), method)(*args, **kwargs)
+
+    def unpublished_call(self, method, item_id, *args, **kwargs):
+        """A call committed with nothing published, as if its caller died right after the commit: its row."""
+        with self.env() as env:
+            result = getattr(env["task.test.item"].browse(item_id), method)(*args, **kwargs)
+            env.cr.postcommit.clear()
+        return self.task_row(result.id)
+
+    def set_task_columns(self, record_id, **columns):
+        """Write ``columns`` of a task record directly, as a foreign writer (or time passing) would."""
+        with self.env() as env:
+            for column, value in columns.items():
+                env.cr.execute(f"UPDATE celery_task SET {column} = %s WHERE id = %s", [value, record_id])
+
+    def task_id(self, result):
+        """The task record id of a call's AsyncResult."""
+        return self.task_row(result.id)["id"]
+
+    def new_item(self, **values):
+        with self.env() as env:
+            return env["task.test.item"].create({"name": "item", **values}).id
+
+    def item(self, item_id, dbname=None):
+        with self.env(dbname=dbname) as env:
+            return env["task.test.item"].browse(item_id).read(["value", "note", "runs"])[0]
+
+    def stop(self):
+        for worker in self.workers.values():
+            worker.stop()
 
 
 def free_port():

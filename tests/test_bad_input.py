@@ -21,20 +21,17 @@ def forge(stack, method="bump", call_args=(), **columns):
 
     Returns the row; nothing is published (the caller's own post-commit publish is dropped).
     """
-    from odoo.addons.celery_task.publisher import Outgoing
+    from odoo.addons.celery_task.task_record import TaskMessage
 
     item_id = stack.new_item()
-    with stack.env() as env:
-        result = getattr(env["task.test.item"].browse(item_id), method)(*call_args)
-        env.cr.postcommit.clear()
-        for column, value in columns.items():
-            env.cr.execute(f"UPDATE celery_task SET {column} = %s WHERE uuid = %s", [value, result.id])
-    row = stack.task_row(result.id)
-    return row, Outgoing.from_row(stack.db, row), item_id
+    row = stack.unpublished_call(method, item_id, *call_args)
+    stack.set_task_columns(row["id"], **columns)
+    row = stack.task_row(row["uuid"])
+    return row, TaskMessage.from_row(stack.db, row), item_id
 
 
 def publish(item):
-    from odoo.addons.celery_task.publisher import publish as send
+    from odoo.addons.celery_task.app import publish as send
 
     assert send(item)
 
@@ -197,12 +194,54 @@ def test_target_database_not_served_is_recorded(stack):
 
 def test_business_error_keeps_type_message_and_traceback(stack, worker):
     item_id = stack.new_item()
-    with stack.env() as env:
-        result = env["task.test.item"].browse(item_id).fail("broken on purpose")
+    result = stack.call("fail", item_id, "broken on purpose")
     row = assert_failed(stack, result.id, "odoo.exceptions.UserError", "broken on purpose")
     assert "raise UserError(message)" in row["traceback"]
     assert row["attempts"] == 1, "a business error is not retried unless asked"
     assert stack.item(item_id)["note"] is False, "the method's writes were rolled back"
+
+
+def publish_body(stack, name, args, kwargs, task_id=None):
+    """Publish a message with exactly this body, whatever Celery's own checks would refuse to send."""
+    task_id = task_id or str(uuid.uuid4())
+    headers = {"lang": "py", "task": name, "id": task_id, "root_id": task_id, "argsrepr": "x"}
+    body = [args, kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    with stack.app.producer_or_acquire() as producer:
+        producer.publish(body, routing_key=stack.queue(stack.broker), serializer="json", headers=headers)
+    return task_id
+
+
+MALFORMED_SHAPES = {
+    "[db, True]": lambda db, record_id: [db, True],
+    "[123, 5]": lambda db, record_id: [123, record_id],
+    '[db, "5"]': lambda db, record_id: [db, str(record_id)],
+    "[db, 5, 6]": lambda db, record_id: [db, record_id, 6],
+    "{}": lambda db, record_id: {},
+    "[]": lambda db, record_id: [],
+}
+
+
+def test_each_malformed_shape_is_rejected_by_the_pool_and_the_main_process(stack, worker):
+    """Under the task's name the pool checks the shape; under an unregistered name, the main process."""
+    row, message, item_id = forge(stack)
+    pool, main = {}, {}
+    for label, shape in MALFORMED_SHAPES.items():
+        args = shape(stack.db, row["id"])
+        pool[label] = publish_body(stack, "task.test.item.bump", args, {})
+        main[label] = publish_body(stack, "task.test.item.unregistered", args, {})
+    for label, task_id in pool.items():
+        wait_log(worker, f"task.test.item.bump[{task_id}]: expected args [database, task record id]")
+        line = next(line for line in worker.log().splitlines() if f"[{task_id}]: expected" in line)
+        assert "message rejected, nothing ran" in line and "got args=" in line, (label, line)
+    for label, task_id in main.items():
+        wait_log(worker, f"task.test.item.unregistered[{task_id}]: no decorated method is registered")
+        line = next(line for line in worker.log().splitlines() if f"unregistered[{task_id}]" in line)
+        assert "expected args [database, task record id]" in line and "no task record to update" in line, (label, line)
+    assert stack.task_row(row["uuid"])["state"] == "pending", "no shape touched the real record"
+    assert stack.item(item_id)["value"] == 0
+    publish(message)
+    assert stack.wait_row(row["uuid"])["state"] == "done", "the worker goes on: the genuine message runs"
+    assert stack.item(item_id)["value"] == 1
 
 
 def test_truncated_message_body_is_rejected(stack, worker):

@@ -18,8 +18,7 @@ def plain_user(stack):
 
 def test_user_without_write_access_gets_access_error_in_worker(stack, redis, plain_user):
     item_id = stack.new_item()
-    with stack.env(uid=plain_user) as env:
-        result = env["task.test.item"].browse(item_id).write_note("from a plain user")
+    result = stack.call("write_note", item_id, "from a plain user", uid=plain_user)
     row = stack.wait_row(result.id)
     assert row["state"] == "failed"
     assert row["exc_type"] == "odoo.exceptions.AccessError"
@@ -31,8 +30,7 @@ def test_user_without_write_access_gets_access_error_in_worker(stack, redis, pla
 
 def test_superuser_call_is_not_refused(stack, redis):
     item_id = stack.new_item()
-    with stack.env() as env:
-        result = env["task.test.item"].browse(item_id).write_note("from the superuser")
+    result = stack.call("write_note", item_id, "from the superuser")
     assert result.get(timeout=30) == "from the superuser"
     assert stack.item(item_id)["note"] == "from the superuser"
 
@@ -41,16 +39,14 @@ def test_admin_user_writes(stack, redis):
     item_id = stack.new_item()
     with stack.env() as env:
         admin = env.ref("base.user_admin").id
-    with stack.env(uid=admin) as env:
-        result = env["task.test.item"].browse(item_id).write_note("from admin")
+    result = stack.call("write_note", item_id, "from admin", uid=admin)
     assert result.get(timeout=30) == "from admin"
     assert stack.task_row(result.id)["user_id"] == admin
 
 
 def test_sudo_option_runs_as_superuser(stack, redis, plain_user):
     item_id = stack.new_item()
-    with stack.env(uid=plain_user) as env:
-        result = env["task.test.item"].browse(item_id).write_note_sudo("sudo note")
+    result = stack.call("write_note_sudo", item_id, "sudo note", uid=plain_user)
     assert result.get(timeout=30) is True
     assert stack.item(item_id)["note"] == "sudo note"
 
@@ -60,8 +56,7 @@ def test_caller_context_reaches_the_method(stack, redis, plain_user):
     with stack.env() as env:
         company = env.company.id
     context = {"lang": "en_US", "tz": "Asia/Tokyo", "allowed_company_ids": [company], "probe": {"nested": True}}
-    with stack.env(uid=plain_user, context=context) as env:
-        result = env["task.test.item"].browse(item_id).echo()
+    result = stack.call("echo", item_id, uid=plain_user, context=context)
     echoed = result.get(timeout=30)
     assert echoed["uid"] == plain_user and echoed["su"] is False
     assert echoed["context"] == {

@@ -58,14 +58,13 @@ def test_publisher_thread_sends_after_commit_and_marks_sent_in_batches(stack):
 
 
 def test_a_done_task_keeps_its_lock_only_until_its_process_claims_again(stack, redis):
-    from odoo.addons.celery_task.runner import LOCK_CLASS
+    from odoo.addons.celery_task.task_record import LOCK_CLASS
 
     worker = stack.workers["redis"]
     item_id = stack.new_item()
     finished = []
     for _ in range(6):
-        with stack.env() as env:
-            result = env["task.test.item"].browse(item_id).bump()
+        result = stack.call("bump", item_id)
         finished.append(stack.wait_row(result.id)["id"])
     with stack.env() as env:
         env.cr.execute(
@@ -105,8 +104,7 @@ def test_rollback_publishes_nothing(stack, broker):
     with stack.env() as env:
         rolled_back = env["task.test.item"].browse(item_id).bump(amount=100)
         env.cr.rollback()
-    with stack.env() as env:
-        sentinel = env["task.test.item"].browse(item_id).bump(amount=1)
+    sentinel = stack.call("bump", item_id, amount=1)
     sentinel.get(timeout=30)
     assert stack.task_row(rolled_back.id) is None
     assert stack.item(item_id)["value"] == 1, "only the committed call ran"
@@ -115,8 +113,7 @@ def test_rollback_publishes_nothing(stack, broker):
 
 def test_progress_is_read_back_through_async_result(stack, broker):
     item_id = stack.new_item()
-    with stack.env() as env:
-        result = env["task.test.item"].browse(item_id).report_progress(steps=3, pause=0.5)
+    result = stack.call("report_progress", item_id, steps=3, pause=0.5)
     seen = []
 
     def progress():
@@ -191,8 +188,7 @@ def test_flower_lists_the_task_with_readable_args(stack, redis):
 
         def listed_whole():
             """Call, then look the task up; Flower's event receiver starts a little after its port."""
-            with stack.env() as env:
-                result = env["task.test.item"].browse(item_id).bump(amount=2)
+            result = stack.call("bump", item_id, amount=2)
             result.get(timeout=30)
             time.sleep(0.5)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5) as response:

@@ -33,15 +33,10 @@ def fault_worker(stack, request):
         worker.stop()
 
 
-def call(stack, method, item_id, *args, **kwargs):
-    with stack.env() as env:
-        return getattr(env["task.test.item"].browse(item_id), method)(*args, **kwargs)
-
-
 def running_slow_bump(stack):
     """A two-second task, once the worker has claimed it: (its item's id, its task row)."""
     item_id = stack.new_item()
-    result = call(stack, "slow_bump", item_id, seconds=2)
+    result = stack.call("slow_bump", item_id, seconds=2)
     return item_id, stack.wait_row(result.id, states=("started",))
 
 
@@ -66,7 +61,7 @@ def test_broker_down_at_call_time_then_back(stack, fault_worker, tmp_path, broke
     outage.stop()
     try:
         item_ids = [stack.new_item() for _ in range(CALLS_DURING_OUTAGE)]
-        uuids = [call(stack, "bump", item_id).id for item_id in item_ids]
+        uuids = [stack.call("bump", item_id).id for item_id in item_ids]
         rows = [stack.task_row(task_uuid) for task_uuid in uuids]
         assert all(row["state"] == "pending" and row["sent_at"] is None for row in rows), "committed, not sent"
     finally:
@@ -84,7 +79,7 @@ def test_worker_killed_mid_task_runs_again_once(stack, fault_worker, broker):
     stack.point_caller(harness.BROKERS[broker], first.queue)
     first.start(stack.app)
     item_id = stack.new_item()
-    task_uuid = call(stack, "slow_bump", item_id, seconds=3).id
+    task_uuid = stack.call("slow_bump", item_id, seconds=3).id
     stack.wait_row(task_uuid, states=("started",), timeout=30)
     first.kill()
     assert stack.task_row(task_uuid)["state"] == "started", "killed mid-task: nothing was committed"
@@ -102,7 +97,7 @@ def test_kept_connections_the_server_terminated_are_replaced(stack, fault_worker
     worker.start(stack.app)
     item_id = stack.new_item()
     for _ in range(4):  # each pool process now keeps a lock connection and a task cursor
-        assert stack.wait_row(call(stack, "bump", item_id).id)["state"] == "done"
+        assert stack.wait_row(stack.call("bump", item_id).id)["state"] == "done"
     with stack.env() as env:
         env.cr.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = ANY(%s)",
@@ -110,7 +105,7 @@ def test_kept_connections_the_server_terminated_are_replaced(stack, fault_worker
             [[f"odoo-{pid}" for pid in (worker.process.pid, *worker.child_pids())]],
         )
         assert env.cr.fetchone()[0] >= 2, "as a server restart would, for the worker's connections"
-    rows = [stack.wait_row(call(stack, "bump", item_id).id, timeout=60) for _ in range(4)]
+    rows = [stack.wait_row(stack.call("bump", item_id).id, timeout=60) for _ in range(4)]
     assert [(row["state"], row["attempts"]) for row in rows] == [("done", 1)] * 4
     assert stack.item(item_id)["value"] == 8 and stack.item(item_id)["runs"] == 8, "each ran exactly once"
     assert re.search(r"task\.test\.item\.bump: \w+, retry 1/", worker.log()), "the lost connection was retried"
@@ -121,15 +116,15 @@ def test_a_message_the_broker_lost_is_published_again_once_its_queue_is_empty(st
     worker = fault_worker(broker, concurrency=1, env={"ODOO_CELERY_RELAY_RESEND_AFTER": "2"})
     stack.point_caller(harness.BROKERS[broker], worker.queue)
     lost_item = stack.new_item()
-    lost = call(stack, "bump", lost_item).id
+    lost = stack.call("bump", lost_item).id
     harness.wait_for(lambda: stack.task_row(lost)["sent_at"], 10, what="the publisher to mark it sent")
     with stack.app.connection_for_write() as connection:
         assert connection.default_channel.queue_purge(worker.queue) == 1, "as a broker restart without persistence"
     worker.start(stack.app)
     busy_item, waiting_item = stack.new_item(), stack.new_item()
-    busy = call(stack, "slow_bump", busy_item, seconds=5).id
+    busy = stack.call("slow_bump", busy_item, seconds=5).id
     stack.wait_row(busy, states=("started",), timeout=30)
-    waiting = call(stack, "bump", waiting_item).id  # in the queue behind the busy one, longer than resend_after
+    waiting = stack.call("bump", waiting_item).id  # in the queue behind the busy one, longer than resend_after
     rows = {name: stack.wait_row(uuid, timeout=60) for name, uuid in (("lost", lost), ("waiting", waiting))}
     assert {name: (row["state"], row["attempts"]) for name, row in rows.items()} == {
         "lost": ("done", 1),
@@ -147,8 +142,8 @@ def test_a_message_the_broker_lost_is_published_again_once_its_queue_is_empty(st
 def test_concurrent_updates_of_the_same_row_both_end_done(stack, broker):
     worker = stack.use(broker)
     item_id = stack.new_item()
-    first = call(stack, "slow_bump", item_id, seconds=1.0)
-    second = call(stack, "slow_bump", item_id, seconds=1.0)
+    first = stack.call("slow_bump", item_id, seconds=1.0)
+    second = stack.call("slow_bump", item_id, seconds=1.0)
     rows = [stack.wait_row(result.id, timeout=60) for result in (first, second)]
     assert [row["state"] for row in rows] == ["done", "done"]
     assert [row["attempts"] for row in rows] == [1, 1], "concurrency retries are not business retries"
@@ -158,7 +153,7 @@ def test_concurrent_updates_of_the_same_row_both_end_done(stack, broker):
 
 def test_soft_time_limit_fails_and_rolls_back(stack, broker):
     item_id = stack.new_item()
-    result = call(stack, "soft_limited", item_id, seconds=5)
+    result = stack.call("soft_limited", item_id, seconds=5)
     row = stack.wait_row(result.id, timeout=30)
     assert row["state"] == "failed"
     assert row["exc_type"] == "billiard.exceptions.SoftTimeLimitExceeded"
@@ -167,7 +162,7 @@ def test_soft_time_limit_fails_and_rolls_back(stack, broker):
 
 def test_hard_time_limit_kills_and_records_failure(stack, broker):
     item_id = stack.new_item()
-    result = call(stack, "hard_limited", item_id, seconds=10)
+    result = stack.call("hard_limited", item_id, seconds=10)
     row = stack.wait_row(result.id, timeout=30)
     assert row["state"] == "failed", "not left started"
     assert row["exc_type"].endswith("TimeLimitExceeded")
@@ -180,7 +175,7 @@ def test_hard_time_limit_kills_and_records_failure(stack, broker):
 
 def test_retryable_error_is_retried_until_success(stack, broker):
     item_id = stack.new_item()
-    result = call(stack, "flaky", item_id, succeed_on=3)
+    result = stack.call("flaky", item_id, succeed_on=3)
     assert result.get(timeout=60) == 3
     row = stack.task_row(result.id)
     assert (row["state"], row["attempts"]) == ("done", 3)
@@ -189,7 +184,7 @@ def test_retryable_error_is_retried_until_success(stack, broker):
 
 def test_retry_for_is_bounded_by_max_retries(stack, broker):
     item_id = stack.new_item()
-    result = call(stack, "flaky_value", item_id, succeed_on=3)
+    result = stack.call("flaky_value", item_id, succeed_on=3)
     row = stack.wait_row(result.id, timeout=60)
     assert (row["state"], row["attempts"]) == ("failed", 2)
     assert row["exc_type"] == "builtins.ValueError" and row["exc_message"] == "attempt 2 of 3"
@@ -203,7 +198,7 @@ def test_result_backend_down_still_records_the_outcome(stack, fault_worker, brok
     stack.point_caller(harness.BROKERS[broker], worker.queue)
     worker.start(stack.app)
     item_id = stack.new_item()
-    result = call(stack, "bump", item_id, amount=7)
+    result = stack.call("bump", item_id, amount=7)
     row = stack.wait_row(result.id, timeout=60)
     assert row["state"] == "done" and row["result"] == f'{{"ids":[{item_id}],"values":[7]}}'
     assert stack.item(item_id)["value"] == 7
@@ -212,12 +207,13 @@ def test_result_backend_down_still_records_the_outcome(stack, fault_worker, brok
 
 def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, broker):
     worker = stack.workers[broker]
-    from odoo.addons.celery_task.publisher import Outgoing, publish
+    from odoo.addons.celery_task.app import publish
+    from odoo.addons.celery_task.task_record import TaskMessage
 
     item_id = stack.new_item()
-    result = call(stack, "bump", item_id)
+    result = stack.call("bump", item_id)
     row = stack.wait_row(result.id)
-    assert publish(Outgoing.from_row(stack.db, row))
+    assert publish(TaskMessage.from_row(stack.db, row))
     harness.wait_for(
         lambda: f"task.test.item.bump[{row['uuid']}] is already done; message acknowledged and skipped" in worker.log(),
         20,
@@ -229,10 +225,11 @@ def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, broker):
 
 def test_duplicate_delivered_while_running_does_not_run_twice(stack, broker):
     worker = stack.workers[broker]
-    from odoo.addons.celery_task.publisher import Outgoing, publish
+    from odoo.addons.celery_task.app import publish
+    from odoo.addons.celery_task.task_record import TaskMessage
 
     item_id, row = running_slow_bump(stack)
-    assert publish(Outgoing.from_row(stack.db, row)), "the same message again, as a broker redelivery would"
+    assert publish(TaskMessage.from_row(stack.db, row)), "the same message again, as a broker redelivery would"
     skipped = f"task.test.item.slow_bump[{row['uuid']}] is locked by another worker, which runs it or has just run it"
     harness.wait_for(lambda: f"{skipped}; duplicate skipped" in worker.log(), 20, what="the duplicate line")
     assert stack.wait_row(row["uuid"])["state"] == "done"

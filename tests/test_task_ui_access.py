@@ -42,21 +42,13 @@ def rpc(stack, uid, model, method, *args, **kwargs):
     return rpc_model.dispatch("execute_kw", [stack.db, uid, password, model, method, list(args), kwargs])
 
 
-def call_as(stack, uid, method, item_id, **kwargs):
-    """Call a decorated method of the test item as ``uid``; returns the task record id."""
-    with stack.env(uid=uid) as env:
-        result = getattr(env["task.test.item"].browse(item_id), method)(**kwargs)
-        env.cr.execute("SELECT id FROM celery_task WHERE uuid = %s", [result.id])
-        return env.cr.fetchone()[0], result.id
-
-
 def test_managers_see_every_task_plain_users_only_their_own(stack, users):
     from odoo.exceptions import AccessError
 
     item_id = stack.new_item()
-    plain_task, _ = call_as(stack, users["plain"], "bump", item_id)
-    manager_task, _ = call_as(stack, users["manager"], "bump", item_id)
-    admin_task, _ = call_as(stack, None, "bump", item_id)
+    plain_task = stack.task_id(stack.call("bump", item_id, uid=users["plain"]))
+    manager_task = stack.task_id(stack.call("bump", item_id, uid=users["manager"]))
+    admin_task = stack.task_id(stack.call("bump", item_id))
     mine = {plain_task, manager_task, admin_task}
     seen_by_plain = set(rpc(stack, users["plain"], "celery.task", "search", [("id", "in", list(mine))]))
     seen_by_manager = set(rpc(stack, users["manager"], "celery.task", "search", [("id", "in", list(mine))]))
@@ -74,7 +66,7 @@ def test_rpc_cannot_create_or_change_what_a_worker_runs(stack, users, who):
 
     uid = users[who]
     item_id = stack.new_item()
-    task_id, _ = call_as(stack, uid, "bump", item_id)
+    task_id = stack.task_id(stack.call("bump", item_id, uid=uid))
     values = {"name": "task.test.item.bump", "uuid": str(uuid.uuid4()), "model_name": "res.users"}
     with pytest.raises(AccessError):
         rpc(stack, uid, "celery.task", "create", {**values, "method_name": "unlink", "record_ids": "[2]"})
@@ -119,7 +111,7 @@ def test_cancelled_pending_task_never_runs_and_requeue_runs_it_once(stack, redis
         task_id = task.id
     cancelled = stack.wait_row(result.id, states=("cancelled",))
     assert cancelled["exc_message"] == "Cancelled by Manager; no worker will run it."
-    _, sentinel_uuid = call_as(stack, users["admin"], "bump", item_id, amount=1)
+    sentinel_uuid = stack.call("bump", item_id, uid=users["admin"], amount=1).id
     stack.wait_row(sentinel_uuid)
     assert stack.item(item_id)["value"] == 1, "the cancelled task did not run"
     rpc(stack, users["manager"], "celery.task", "action_requeue", [task_id])
@@ -134,10 +126,12 @@ def test_bulk_requeue_of_failed_tasks_and_refusals(stack, redis, users):
     from odoo.exceptions import UserError
 
     item_id = stack.new_item()
-    failed = [call_as(stack, users["admin"], "fail", item_id, message=f"broken {n}") for n in range(2)]
+    results = [stack.call("fail", item_id, uid=users["admin"], message=f"broken {n}") for n in range(2)]
+    failed = [(stack.task_id(result), result.id) for result in results]
     first_rows = [stack.wait_row(task_uuid) for _, task_uuid in failed]
     assert {row["state"] for row in first_rows} == {"failed"}
-    done_id, done_uuid = call_as(stack, users["admin"], "bump", item_id)
+    done = stack.call("bump", item_id, uid=users["admin"])
+    done_id, done_uuid = stack.task_id(done), done.id
     stack.wait_row(done_uuid)
     with pytest.raises(UserError, match="Only failed or cancelled tasks can be requeued"):
         rpc(stack, users["manager"], "celery.task", "action_requeue", [done_id, failed[0][0]])
@@ -153,7 +147,8 @@ def test_bulk_requeue_of_failed_tasks_and_refusals(stack, redis, users):
 
 def test_cancel_revokes_a_running_task_with_terminate(stack, redis, users):
     item_id = stack.new_item()
-    task_id, task_uuid = call_as(stack, users["manager"], "slow_bump", item_id, seconds=30)
+    result = stack.call("slow_bump", item_id, uid=users["manager"], seconds=30)
+    task_id, task_uuid = stack.task_id(result), result.id
     stack.wait_row(task_uuid, states=("started",))
     rpc(stack, users["manager"], "celery.task", "action_cancel", [task_id])
     harness.wait_for(lambda: f"Terminating {task_uuid}" in redis.log(), 15, what="the worker to terminate the task")
@@ -164,7 +159,8 @@ def test_cancel_revokes_a_running_task_with_terminate(stack, redis, users):
 
 def test_progress_is_shown_on_the_task_while_it_runs(stack, redis, users):
     item_id = stack.new_item()
-    task_id, task_uuid = call_as(stack, users["plain"], "report_progress", item_id, steps=4, pause=0.5)
+    result = stack.call("report_progress", item_id, uid=users["plain"], steps=4, pause=0.5)
+    task_id, task_uuid = stack.task_id(result), result.id
     fields = ["state", "progress_percent", "progress_label", "progress_message"]
     seen = []
 
@@ -186,7 +182,7 @@ def test_progress_is_shown_on_the_task_while_it_runs(stack, redis, users):
 
 def test_open_records_action(stack, users):
     item_id = stack.new_item()
-    task_id, _ = call_as(stack, users["plain"], "bump", item_id)
+    task_id = stack.task_id(stack.call("bump", item_id, uid=users["plain"]))
     action = rpc(stack, users["plain"], "celery.task", "action_open_records", [task_id])
     assert (action["res_model"], action["res_id"]) == ("task.test.item", item_id)
     assert [list(view) for view in action["views"]] == [[False, "form"]]
@@ -206,18 +202,19 @@ def last_bus_id(stack):
 
 
 def test_owner_is_notified_when_a_task_finishes_or_fails(stack, redis, users):
-    from odoo.addons.celery_task import notifications
+    from odoo.addons.celery_task.worker import outcome
 
     item_id = stack.new_item()
-    done_id, done_uuid = call_as(stack, users["plain"], "report_progress", item_id, steps=1, pause=0)
-    failed_id, failed_uuid = call_as(stack, users["plain"], "fail", item_id, message="no luck")
+    done = stack.call("report_progress", item_id, uid=users["plain"], steps=1, pause=0)
+    failed = stack.call("fail", item_id, uid=users["plain"], message="no luck")
+    (done_id, done_uuid), (failed_id, failed_uuid) = ((stack.task_id(r), r.id) for r in (done, failed))
     stack.wait_row(done_uuid)
     stack.wait_row(failed_uuid)
     since = last_bus_id(stack)
     with stack.env() as env:
-        assert notifications.notify_outcome(env.cr, done_id)
-        assert notifications.notify_outcome(env.cr, failed_id)
-        assert not notifications.notify_outcome(env.cr, 10**9), "a missing task is not an error"
+        assert outcome.notify_outcome(env.cr, done_id)
+        assert outcome.notify_outcome(env.cr, failed_id)
+        assert not outcome.notify_outcome(env.cr, 10**9), "a missing task is not an error"
     about_item = f"task.test.item({item_id},)"  # a task an earlier test left to the worker may finish meanwhile
     messages = [row["message"] for row in bus_notifications(stack, users["plain"], since)]
     messages = [message for message in messages if about_item in message]
@@ -230,8 +227,8 @@ def test_owner_is_notified_when_a_task_finishes_or_fails(stack, redis, users):
 def test_worker_notifies_the_owner_after_the_outcome_commits(stack, redis, users):
     since = last_bus_id(stack)
     item_id = stack.new_item()
-    _, done_uuid = call_as(stack, users["plain"], "report_progress", item_id, steps=1, pause=0)
-    _, failed_uuid = call_as(stack, users["plain"], "fail", item_id, message="worker says no")
+    done_uuid = stack.call("report_progress", item_id, uid=users["plain"], steps=1, pause=0).id
+    failed_uuid = stack.call("fail", item_id, uid=users["plain"], message="worker says no").id
     stack.wait_row(done_uuid)
     stack.wait_row(failed_uuid)
 
@@ -244,7 +241,8 @@ def test_worker_notifies_the_owner_after_the_outcome_commits(stack, redis, users
 
 def test_vacuum_deletes_finished_tasks_older_than_the_retention(stack, redis, users):
     item_id = stack.new_item()
-    calls = [call_as(stack, users["admin"], "bump", item_id) for _ in range(4)]
+    results = [stack.call("bump", item_id, uid=users["admin"]) for _ in range(4)]
+    calls = [(stack.task_id(result), result.id) for result in results]
     for _, task_uuid in calls:
         stack.wait_row(task_uuid)
     tasks = [task_id for task_id, _ in calls]

@@ -11,7 +11,7 @@ import uuid
 from odoo.tests import HttpCase, tagged
 
 from odoo.addons.celery_task import compat
-from odoo.addons.celery_task.outbox import INSERT_TASK
+from odoo.addons.celery_task.task_record import INSERT_TASK
 
 # (state, progress (current, total, message), error)
 TASKS = [

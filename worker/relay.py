@@ -14,65 +14,21 @@ import logging
 
 from celery import bootsteps
 
-from . import config, main_process_db
-from .app import celery_app
-from .publisher import MARK_SENT, Outgoing, publish
-from .runner import LOCK_CLASS
+from .. import app, config, task_record
+from .connections import main_process_cursor
 
 _logger = logging.getLogger(__name__)
 
 BATCH = 500
 
-EXPIRE_TASKS = """
-    UPDATE celery_task
-       SET state = 'cancelled', done_at = (now() AT TIME ZONE 'UTC'), exc_type = 'expired',
-           exc_message = 'the task expired before a worker ran it'
-     WHERE done_at IS NULL AND state IN ('pending', 'retry') AND expires_at < (now() AT TIME ZONE 'UTC')
- RETURNING id
-"""
 
-STRANDED_TASKS = """
-    SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
-      FROM celery_task
-     WHERE done_at IS NULL
-       AND queue = ANY(%(queues)s)
-       AND ((state = 'pending' AND sent_at IS NULL AND create_date < %(cutoff)s)
-         OR (state = 'retry' AND COALESCE(eta, write_date) < %(cutoff)s)
-         OR (state = 'started' AND started_at < %(cutoff)s))
-     ORDER BY id
-     LIMIT %(limit)s
-       FOR UPDATE SKIP LOCKED
-"""
-
-
-# Sent, never started, no future ETA: either its message still waits in the queue, or it is lost.
-UNSTARTED_QUEUES = """
-    SELECT DISTINCT queue FROM celery_task
-     WHERE done_at IS NULL AND state = 'pending' AND queue = ANY(%(queues)s)
-       AND sent_at < %(cutoff)s AND (eta IS NULL OR eta < %(cutoff)s)
-"""
-
-LOST_TASKS = """
-    SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
-      FROM celery_task
-     WHERE done_at IS NULL AND state = 'pending' AND queue = ANY(%(queues)s)
-       AND sent_at < %(cutoff)s AND (eta IS NULL OR eta < %(cutoff)s)
-     ORDER BY id
-     LIMIT %(limit)s
-       FOR UPDATE SKIP LOCKED
-"""
-
-MARK_RESENT = """
-    UPDATE celery_task SET sent_at = (now() AT TIME ZONE 'UTC') WHERE id = ANY(%s) AND state = 'pending'
-"""
-
-
-def _is_running(cr, record_id):
+def is_running(cr, record_id):
     """True while a live worker holds the task's advisory lock."""
-    cr.execute("SELECT pg_try_advisory_lock(%s, %s) AS free", [LOCK_CLASS, record_id])
+    values = {"lock_class": task_record.LOCK_CLASS, "id": record_id}
+    cr.execute(task_record.TRY_LOCK, values)
     if not cr.fetchone()["free"]:
         return True
-    cr.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, record_id])
+    cr.execute(task_record.UNLOCK, values)
     return False
 
 
@@ -83,7 +39,7 @@ def _ago(seconds):
 def empty_queues(names):
     """The queues of ``names`` that hold no ready message on the broker (one that does not exist holds none)."""
     empty = []
-    with celery_app.connection_for_read() as connection:
+    with app.celery_app.connection_for_read() as connection:
         for name in names:
             channel = connection.channel()
             try:
@@ -100,17 +56,17 @@ def empty_queues(names):
 def resend_lost(dbname, queues, resend_after):
     """Publish again the tasks sent over ``resend_after`` seconds ago, never started, whose queue is empty."""
     cutoff = _ago(resend_after)
-    with main_process_db.cursor(dbname) as cr:
-        cr.execute(UNSTARTED_QUEUES, {"cutoff": cutoff, "queues": list(queues)})
+    with main_process_cursor(dbname) as cr:
+        cr.execute(task_record.UNSTARTED_QUEUES, {"cutoff": cutoff, "queues": list(queues)})
         waiting = [row["queue"] for row in cr.fetchall()]
         lost_queues = empty_queues(waiting) if waiting else []
         if not lost_queues:
             return 0
-        cr.execute(LOST_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": lost_queues})
+        cr.execute(task_record.LOST_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": lost_queues})
         rows = cr.fetchall()
-        published = [row["id"] for row in rows if publish(Outgoing.from_row(dbname, row))]
+        published = [row["id"] for row in rows if app.publish(task_record.TaskMessage.from_row(dbname, row))]
         if published:
-            cr.execute(MARK_RESENT, [published])
+            cr.execute(task_record.MARK_RESENT, {"ids": published})
             _logger.warning(
                 "celery_task relay: %d task(s) of %s were sent over %ss ago and never started, and their queue "
                 "is empty: their message was lost; published again: %s",
@@ -125,26 +81,26 @@ def resend_lost(dbname, queues, resend_after):
 def relay_database(dbname, queues, delay):
     """Publish the stranded tasks of one database bound for ``queues``; returns how many."""
     cutoff = _ago(delay)
-    with main_process_db.cursor(dbname) as cr:
-        cr.execute(EXPIRE_TASKS)
+    with main_process_cursor(dbname) as cr:
+        cr.execute(task_record.EXPIRE_TASKS)
         expired = [row["id"] for row in cr.fetchall()]
         if expired:
             _logger.warning(
                 "celery_task relay: %d task(s) expired before running in %s: %s", len(expired), dbname, expired
             )
-        cr.execute(STRANDED_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": list(queues)})
+        cr.execute(task_record.STRANDED_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": list(queues)})
         rows = cr.fetchall()
         published = []
         for row in rows:
-            if row["state"] == "started" and _is_running(cr, row["id"]):
+            if row["state"] == task_record.STARTED and is_running(cr, row["id"]):
                 continue
-            item = Outgoing.from_row(dbname, row)
-            if row["state"] != "pending":
-                item.eta = None
-            if publish(item):
+            message = task_record.TaskMessage.from_row(dbname, row)
+            if row["state"] != task_record.PENDING:
+                message.eta = None
+            if app.publish(message):
                 published.append(row["id"])
         if published:
-            cr.execute(MARK_SENT, [published])
+            cr.execute(task_record.MARK_SENT, {"ids": published})
             _logger.info("celery_task relay: published %d stranded task(s) of %s again", len(published), dbname)
         return len(published)
 

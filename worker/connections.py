@@ -1,4 +1,4 @@
-"""The database connections a pool process keeps from one task to the next.
+"""The database connections of a worker: those a pool process keeps, and the main process's short ones.
 
 A cursor from Odoo's pool resets its connection first (two round trips), and a pool process runs
 one task at a time, so it keeps two connections per database instead:
@@ -10,7 +10,8 @@ one task at a time, so it keeps two connections per database instead:
   new cursor would (no ORM cache, no per-cursor data) and ends it with a commit or a rollback.
 
 Both are opened in the process that uses them, never inherited across a fork, and closed when an
-error may have broken them.
+error may have broken them. The main process forks pool children at any time, so it keeps no
+connection: it opens one per job and closes it before returning (:func:`main_process_cursor`).
 """
 
 import contextlib
@@ -18,8 +19,9 @@ import logging
 import os
 
 import psycopg2
+import psycopg2.extras
 
-from odoo.sql_db import connection_info_for
+from .. import compat
 
 _logger = logging.getLogger(__name__)
 
@@ -51,17 +53,7 @@ def lock_connection(dbname):
     connection = _kept.get(key)
     if connection is None or connection.closed:
         _releases.pop(key, None)  # its locks went with it
-        connection = _kept[key] = open_autocommit(dbname)
-    return connection
-
-
-def open_autocommit(dbname):
-    """A new connection to ``dbname`` in autocommit (read committed), with asynchronous commits."""
-    _, info = connection_info_for(dbname)
-    connection = psycopg2.connect(**info)
-    connection.autocommit = True
-    with connection.cursor() as cr:
-        cr.execute("SET synchronous_commit TO OFF")
+        connection = _kept[key] = compat.open_autocommit(dbname)
     return connection
 
 
@@ -90,8 +82,7 @@ def task_transaction(registry):
     cr = _kept.get(key)
     if cr is None or cr.closed:
         cr = _kept[key] = registry.cursor()
-    cr.transaction = None  # the next Environment starts a new one, on the current registry
-    cr.cache.clear()
+    compat.reset_cursor(cr)
     try:
         yield cr
         cr.commit()
@@ -102,3 +93,14 @@ def task_transaction(registry):
             _logger.warning("celery_task: closing a broken connection to %s", registry.db_name)
             _close(key)
         raise
+
+
+@contextlib.contextmanager
+def main_process_cursor(dbname):
+    """A dict cursor on a new connection, for the main process; commits on a clean exit, always closes."""
+    connection = compat.open_connection(dbname)
+    try:
+        with connection, connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cr:
+            yield cr
+    finally:
+        connection.close()

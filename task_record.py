@@ -1,0 +1,302 @@
+"""The ``celery_task`` row's contract: its states, its lock, every statement on it, row <-> message.
+
+Every process reads and writes task records only through what this module defines; the state
+names below are the only spelling of a state in Python.
+
+States::
+
+    caller's transaction           worker (under the record's advisory lock)
+    --------------------           ------------------------------------------
+    INSERT -> pending --claim--> started --finish, with the method's effects--> done
+                 ^                 |  |
+                 |                 |  +--error, rolled back----------------------> failed
+                 |     retry <-----+  (RetryableError / retry_for, within max_retries)
+                 |       |
+                 |       +--claim (its eta passed)--> started
+                 |
+    pending, retry, started --cancel (UI) or expiry (relay)--> cancelled
+    failed, cancelled --requeue (UI), under a new uuid--> pending
+
+``done_at`` is set by every finished state (done, failed, cancelled) and cleared by a requeue:
+the relay finds unfinished records by ``done_at IS NULL`` through a partial index.
+
+HOT updates: the claim (``state``, ``attempts``, ``started_at``, ``sent_at``, ``worker_host``,
+``write_date``) and the publisher's sent mark (``sent_at``) change no indexed column, and the
+table's fill factor (80) leaves room in each page, so PostgreSQL updates those rows in place
+without writing any index entry. Never index a column these two statements write, nor use one
+in a partial index's condition.
+
+The lock: a session advisory lock ``(LOCK_CLASS, record id)``, held by the worker that runs the
+task from its claim until its outcome committed (or its process died). A claim only proceeds
+when it took the lock, so two workers never run one task.
+
+A message carries only ``[database, record id]`` under the record's uuid, in the task named by
+the record; :func:`message_target` is the one check of that shape.
+"""
+
+import dataclasses
+import datetime
+
+from .exceptions import MalformedMessage
+
+PENDING = "pending"
+STARTED = "started"
+RETRY = "retry"
+DONE = "done"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+STATE_LABELS = [
+    (PENDING, "Pending"),
+    (STARTED, "Started"),
+    (RETRY, "Waiting to retry"),
+    (DONE, "Done"),
+    (FAILED, "Failed"),
+    (CANCELLED, "Cancelled"),
+]
+FINISHED_STATES = (DONE, FAILED, CANCELLED)
+REQUEUEABLE_STATES = (FAILED, CANCELLED)
+CANCELLABLE_STATES = (PENDING, RETRY, STARTED)
+
+#: Advisory-lock namespace: a task's lock is ``(LOCK_CLASS, record id)``.
+LOCK_CLASS = 0x0CE1
+
+#: The transaction's time as Odoo stores datetimes (UTC, without time zone).
+NOW_UTC = "(now() AT TIME ZONE 'UTC')"
+
+# -- caller side ------------------------------------------------------------------------------
+
+INSERT_TASK = """
+    INSERT INTO celery_task (
+        uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
+        queue, priority, eta, expires_at, call_repr, state, attempts,
+        create_uid, create_date, write_uid, write_date
+    ) VALUES (
+        %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
+        %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
+        'pending', 0, %(uid)s, %(now)s, %(uid)s, %(now)s
+    ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+"""
+
+# Read committed: a row a worker claimed meanwhile is skipped, not a conflict.
+MARK_SENT = """
+    UPDATE celery_task SET sent_at = (now() AT TIME ZONE 'UTC')
+     WHERE id = ANY(%(ids)s) AND sent_at IS NULL AND state = 'pending'
+"""
+
+# A requeued task goes out under a new Celery id: workers discard messages whose id was revoked.
+REQUEUE_TASK = """
+    UPDATE celery_task SET uuid = %(uuid)s WHERE id = %(id)s
+    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+"""
+
+# -- worker: claim, outcome, progress ---------------------------------------------------------
+
+# One round trip: take the task's session lock and, only when it was free, claim the record and
+# read what its start needs: ``{existing_ids}`` (the records that still exist, or NULL) and
+# ``{signaling}`` (Odoo's signaling sequences), filled in by the worker's claim once per model.
+# Read committed (autocommit): a concurrent write to the row (the caller marking it sent) is
+# waited for and re-read, not turned into a serialization failure.
+LOCK_AND_CLAIM = """
+    WITH lock AS MATERIALIZED (
+        SELECT pg_try_advisory_lock(%(lock_class)s, %(id)s) AS locked,
+               -- the previous task's lock, kept until now; re-entrant, so the order is free
+               (SELECT pg_advisory_unlock(%(lock_class)s, %(release)s) WHERE %(release)s IS NOT NULL) AS released
+    ),
+    found AS (SELECT uuid, name, state FROM celery_task WHERE id = %(id)s),
+    claimed AS (
+        UPDATE celery_task
+           SET state = 'started', attempts = attempts + 1, started_at = (now() AT TIME ZONE 'UTC'),
+               sent_at = COALESCE(sent_at, (now() AT TIME ZONE 'UTC')), worker_host = %(host)s,
+               write_date = (now() AT TIME ZONE 'UTC')
+         WHERE id = %(id)s AND uuid = %(uuid)s AND name = %(name)s
+           AND state IN ('pending', 'retry', 'started') AND (SELECT locked FROM lock)
+     RETURNING id, uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
+               call_repr, queue, attempts,
+               (SELECT login FROM res_users WHERE res_users.id = celery_task.user_id) AS login
+    )
+    SELECT (SELECT locked FROM lock) AS locked, found.uuid AS found_uuid, found.name AS found_name,
+           found.state AS found_state, claimed.*,
+           (SELECT active FROM res_users WHERE res_users.id = claimed.user_id) AS user_active,
+           (now() AT TIME ZONE 'UTC') AS start_now, {existing_ids} AS existing_ids, {signaling}
+      FROM (SELECT 1) AS one LEFT JOIN found ON true LEFT JOIN claimed ON true
+"""
+
+# ``{existing_ids}`` of LOCK_AND_CLAIM for a model stored in ``{table}``.
+EXISTING_IDS = """CASE WHEN claimed.model_name = %(model)s THEN (
+               SELECT COALESCE(array_agg(id), '{{}}') FROM {table}
+                WHERE id IN (SELECT value::int FROM json_array_elements_text(claimed.record_ids::json))) END"""
+
+UNLOCK = "SELECT pg_advisory_unlock(%(lock_class)s, %(id)s)"
+
+# In the task's own transaction, with its effects. A task cancelled after its claim updates no
+# row here: the worker then rolls back everything it did.
+FINISH_STARTED = """
+    UPDATE celery_task
+       SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
+           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
+     WHERE id = %(id)s AND state = 'started'
+"""
+
+# After the task's transaction was rolled back, in a new one.
+FINISH_TASK = """
+    UPDATE celery_task
+       SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
+           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
+     WHERE id = %(id)s
+"""
+
+RETRY_TASK = """
+    UPDATE celery_task
+       SET state = 'retry', eta = (now() AT TIME ZONE 'UTC') + make_interval(secs => %(countdown)s),
+           sent_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
+           exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
+     WHERE id = %(id)s
+"""
+
+# From the worker's main process (hard time limit, unknown task name): never over an outcome.
+FAIL_UNFINISHED = """
+    UPDATE celery_task
+       SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
+           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
+     WHERE id = %(id)s AND state NOT IN ('done', 'cancelled')
+"""
+
+# For a database the worker does not serve: only the record the message names, uuid included.
+FAIL_UNFINISHED_UUID = """
+    UPDATE celery_task
+       SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
+           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
+     WHERE id = %(id)s AND uuid = %(uuid)s AND state NOT IN ('done', 'cancelled')
+"""
+
+# A task that runs in another database than its record's leaves a done copy there, with its
+# effects: the marker that makes a second run of it a no-op.
+MIRROR_TASK = """
+    INSERT INTO celery_task (
+        uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context, call_repr,
+        queue, state, attempts, started_at, done_at, result, create_uid, create_date, write_uid, write_date
+    ) VALUES (
+        %(uuid)s, %(name)s, %(dbname)s, %(user_id)s, %(model_name)s, %(method_name)s, %(record_ids)s,
+        %(args)s, %(context)s, %(call_repr)s, %(queue)s, 'done', %(attempts)s, (now() AT TIME ZONE 'UTC'),
+        (now() AT TIME ZONE 'UTC'), %(result)s, %(user_id)s, (now() AT TIME ZONE 'UTC'), %(user_id)s,
+        (now() AT TIME ZONE 'UTC')
+    )
+"""
+
+MIRRORED = "SELECT 1 FROM celery_task WHERE uuid = %(uuid)s AND state = 'done'"
+
+# On the worker's lock connection while the task runs: the task's own transaction must not
+# touch this row, which it commits only at its end.
+UPSERT_PROGRESS = """
+    INSERT INTO celery_task_progress (task_id, state, current, total, message, meta, create_date, write_date)
+    VALUES (%(id)s, %(state)s, %(current)s, %(total)s, %(message)s, %(meta)s,
+            (now() AT TIME ZONE 'UTC'), (now() AT TIME ZONE 'UTC'))
+    ON CONFLICT (task_id) DO UPDATE
+       SET state = EXCLUDED.state, current = EXCLUDED.current, total = EXCLUDED.total,
+           message = EXCLUDED.message, meta = EXCLUDED.meta, write_date = EXCLUDED.write_date
+"""
+
+# -- worker's relay ---------------------------------------------------------------------------
+
+EXPIRE_TASKS = """
+    UPDATE celery_task
+       SET state = 'cancelled', done_at = (now() AT TIME ZONE 'UTC'), exc_type = 'expired',
+           exc_message = 'the task expired before a worker ran it'
+     WHERE done_at IS NULL AND state IN ('pending', 'retry') AND expires_at < (now() AT TIME ZONE 'UTC')
+ RETURNING id
+"""
+
+# Never sent a while after its commit, a retry past its eta, or started long ago (its worker may
+# have died: the relay checks the lock).
+STRANDED_TASKS = """
+    SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+      FROM celery_task
+     WHERE done_at IS NULL
+       AND queue = ANY(%(queues)s)
+       AND ((state = 'pending' AND sent_at IS NULL AND create_date < %(cutoff)s)
+         OR (state = 'retry' AND COALESCE(eta, write_date) < %(cutoff)s)
+         OR (state = 'started' AND started_at < %(cutoff)s))
+     ORDER BY id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+"""
+
+# Sent, never started, no future ETA: either its message still waits in the queue, or it is lost.
+UNSTARTED_QUEUES = """
+    SELECT DISTINCT queue FROM celery_task
+     WHERE done_at IS NULL AND state = 'pending' AND queue = ANY(%(queues)s)
+       AND sent_at < %(cutoff)s AND (eta IS NULL OR eta < %(cutoff)s)
+"""
+
+LOST_TASKS = """
+    SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+      FROM celery_task
+     WHERE done_at IS NULL AND state = 'pending' AND queue = ANY(%(queues)s)
+       AND sent_at < %(cutoff)s AND (eta IS NULL OR eta < %(cutoff)s)
+     ORDER BY id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+"""
+
+MARK_RESENT = """
+    UPDATE celery_task SET sent_at = (now() AT TIME ZONE 'UTC') WHERE id = ANY(%(ids)s) AND state = 'pending'
+"""
+
+TRY_LOCK = "SELECT pg_try_advisory_lock(%(lock_class)s, %(id)s) AS free"
+
+
+# -- row <-> message --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TaskMessage:
+    """What the broker gets for a record: everything it needs, nothing that decides what runs."""
+
+    task_name: str
+    task_uuid: str
+    dbname: str
+    record_id: int
+    queue: str
+    call_repr: str
+    eta: datetime.datetime | None = None
+    expires_at: datetime.datetime | None = None
+    priority: int | None = None
+
+    @classmethod
+    def from_row(cls, dbname, row):
+        """The message of a ``celery_task`` row (a dict with the columns INSERT_TASK returns)."""
+        return cls(
+            task_name=row["name"],
+            task_uuid=row["uuid"],
+            dbname=dbname,
+            record_id=row["id"],
+            queue=row["queue"],
+            call_repr=row["call_repr"],
+            eta=row.get("eta"),
+            expires_at=row.get("expires_at"),
+            priority=row.get("priority"),
+        )
+
+    @property
+    def args(self):
+        return [self.dbname, self.record_id]
+
+
+def message_target(args, kwargs):
+    """``(database, record id)`` of a message's arguments, or MalformedMessage saying what is wrong.
+
+    The only shape this addon publishes is ``args=[database name, record id]`` and no kwargs.
+    """
+    problem = None
+    if not isinstance(args, (list, tuple)) or len(args) != 2:
+        problem = "expected args [database, task record id]"
+    elif not isinstance(args[0], str) or not args[0]:
+        problem = "expected args [database, task record id] with the database as a non-empty string"
+    elif not isinstance(args[1], int) or isinstance(args[1], bool) or args[1] <= 0:
+        problem = "expected args [database, task record id] with the record id as a positive integer"
+    elif kwargs:
+        problem = "expected args [database, task record id] and no kwargs"
+    if problem:
+        raise MalformedMessage(f"{problem}, got args={args!r:.200} kwargs={kwargs!r:.200}")
+    return args[0], args[1]

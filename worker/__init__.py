@@ -1,0 +1,13 @@
+"""What runs only inside a Celery worker: the task runner in the pool processes, the relay and the
+signal handlers in the main process. The caller's side never imports it.
+
+:func:`install` is the one entry: the bootstrap calls it before the worker starts.
+"""
+
+from . import relay, signals
+
+
+def install(app):
+    """Connect the worker's signal handlers and add the relay to ``app``'s consumer."""
+    signals.connect()
+    app.steps["consumer"].add(relay.OutboxRelay)

@@ -1,0 +1,146 @@
+"""Claim a task record under its advisory lock, and read what its start needs in the same statement.
+
+Besides the claimed row, the worker needs the registry's signaling sequences (did another process
+change the models or caches?), whether the task's user is still active, which of its records
+still exist, and the timestamp Odoo's ``cr.now()`` asks for before the first write. Asked one by
+one, that is four more round trips on every task; the claim returns them with the row.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import logging
+
+import psycopg2.extras
+from celery.exceptions import Reject
+
+from odoo.modules.registry import Registry
+
+from .. import compat, task_record
+from ..exceptions import MalformedMessage, UnknownTask
+from . import connections, outcome, prepared_statements, retries
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskStart:
+    """What the claim read for the task's transaction."""
+
+    registry: Registry
+    user_active: bool | None  # None: the user is gone
+    existing_ids: frozenset | None  # None: not read by the claim, the ORM must check
+
+
+@contextlib.contextmanager
+def claimed(registry, task, model_name, record_id):
+    """Lock and claim the record; yields its row, or None when there is nothing to run.
+
+    The lock is held until the outcome is recorded: released at once when the task did not end
+    done (a retry or a requeue may publish it again right away), else by this process's next claim.
+    """
+    dbname = registry.db_name
+    row = retries.with_transient_retries(task.name, lambda: _lock_and_claim(registry, task, model_name, record_id))
+    if row is None:
+        yield None
+        return
+    with outcome.progress_on(connections.lock_connection(dbname), record_id):
+        try:
+            yield row
+        except BaseException:
+            unlock(dbname, record_id)
+            raise
+        # Done, and nothing publishes a done task again: the lock can wait for this process's next claim.
+        connections.release_with_next_claim(dbname, record_id)
+
+
+def _lock_and_claim(registry, task, model_name, record_id):
+    dbname = registry.db_name
+    connection = connections.lock_connection(dbname)
+    values = {
+        "lock_class": task_record.LOCK_CLASS,
+        "id": record_id,
+        "model": model_name,
+        "uuid": task.request.id,
+        "name": task.name,
+        "host": task.request.hostname,
+        "release": connections.take_release(dbname),
+    }
+    try:
+        with connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cr:
+            prepared_statements.execute(connection, cr, _claim_statement(registry, model_name), values)
+            row = cr.fetchone()
+    except BaseException:
+        connections.forget_lock_connection(dbname)  # whatever the statement locked is released
+        raise
+    if not row["locked"]:
+        _logger.info(
+            "%s[%s] is locked by another worker, which runs it or has just run it; duplicate skipped",
+            task.name,
+            task.request.id,
+        )
+        return None
+    if row["id"] is not None:
+        return row
+    unlock(dbname, record_id)
+    return _not_claimed(task, dbname, record_id, row)
+
+
+def _not_claimed(task, dbname, record_id, row):
+    """None for a record already finished; a rejection for one that does not exist or does not match."""
+    if row["found_uuid"] is None:
+        error = UnknownTask(
+            f"{task.name}[{task.request.id}]: no task record {record_id} in database {dbname}; "
+            "message rejected, nothing ran"
+        )
+    elif (row["found_uuid"], row["found_name"]) != (task.request.id, task.name):
+        error = MalformedMessage(
+            f"{task.name}[{task.request.id}] does not match task record {record_id} "
+            f"({row['found_name']}[{row['found_uuid']}]); message rejected, nothing ran"
+        )
+    else:
+        _logger.info(
+            "%s[%s] is already %s; message acknowledged and skipped", task.name, task.request.id, row["found_state"]
+        )
+        return None
+    _logger.error("%s", error)
+    raise Reject(error, requeue=False)
+
+
+def unlock(dbname, record_id):
+    """Release the task's lock now; a connection that fails to is closed, which releases it too."""
+    try:
+        with connections.lock_connection(dbname).cursor() as cr:
+            cr.execute(task_record.UNLOCK, {"lock_class": task_record.LOCK_CLASS, "id": record_id})
+    except psycopg2.Error:
+        connections.forget_lock_connection(dbname)
+
+
+def begin(cr, registry, row):
+    """The task's start, from its claimed ``row``: ``registry`` brought up to date, ``cr.now()`` answered."""
+    cache_sequences = {name: row[f"cache_sequence_{name}"] for name in compat.signaling_sql()[1]}
+    if not compat.registry_is_current(registry, row["registry_sequence"], cache_sequences):
+        registry = registry.check_signaling(cr)
+    compat.set_transaction_now(cr, row["start_now"])
+    existing_ids = row["existing_ids"]
+    return TaskStart(registry, row["user_active"], None if existing_ids is None else frozenset(existing_ids))
+
+
+def _claim_statement(registry, model_name):
+    return _claim_statement_for_table(_stored_table(registry, model_name))
+
+
+def _stored_table(registry, model_name):
+    """The model's own table, or None when the ORM must check (unknown, abstract or SQL-view model)."""
+    model = registry.models.get(model_name)
+    if model is None or model._abstract or model._table_query:
+        return None
+    return model._table
+
+
+@functools.cache
+def _claim_statement_for_table(table):
+    """Built once per table: the claim runs on every task."""
+    quoted = '"{}"'.format(table.replace('"', '""')) if table else None
+    existing = task_record.EXISTING_IDS.format(table=quoted) if table else "NULL"
+    return task_record.LOCK_AND_CLAIM.format(existing_ids=existing, signaling=compat.signaling_sql()[0])
