@@ -1,7 +1,7 @@
 {
     "name": "Celery Task",
     "summary": "Run decorated ORM methods in the background on Celery workers",
-    "version": "18.0.1.0.0",
+    "version": "1.0.0",
     "category": "Technical",
     "license": "LGPL-3",
     "author": "celery_task developers",

@@ -1,5 +1,10 @@
-"""What differs between the Odoo series this addon supports, and the Odoo internals it leans on: this module only."""
+"""What differs between the Odoo series this addon supports, and the Odoo internals it leans on: this module only.
 
+Supported: 17.0, 18.0, 19.0. A new series is one entry in :data:`SERIES` and whatever branch
+below it changes (see README: Supported Odoo series).
+"""
+
+import contextlib
 import functools
 
 import psycopg2
@@ -8,29 +13,28 @@ from odoo import release, sql_db
 from odoo.modules.registry import _CACHES_BY_KEY
 from odoo.sql_db import connection_info_for
 
+#: The series this addon is tested on, by major version.
+SERIES = (17, 18, 19)
+
 ODOO_MAJOR = release.version_info[0]
 
-# The list view type: ``list`` since Odoo 18, ``tree`` before.
-LIST_VIEW = "list" if ODOO_MAJOR >= 18 else "tree"
+#: ``res.users``' field of its groups (19.0 renamed it).
+USER_GROUPS_FIELD = "group_ids" if ODOO_MAJOR >= 19 else "groups_id"
+
+#: What a browser tour logs when it succeeds (the tests read it).
+TOUR_SUCCEEDED = "tour succeeded" if ODOO_MAJOR >= 18 else "test successful"
 
 
 def send_bus_notification(user, notification_type, payload):
     """Queue ``payload`` for ``user``'s web clients, sent when the transaction commits.
 
+    ``bus.bus._sendone`` on the user's partner is what every series' ``_bus_send`` comes down to.
     Returns False when the bus module is not installed: notifications are a convenience.
     """
     if "bus.bus" not in user.env:
         return False
-    if ODOO_MAJOR >= 18:
-        user._bus_send(notification_type, payload)
-    else:
-        user.env["bus.bus"]._sendone(user.partner_id, notification_type, payload)
+    user.env["bus.bus"]._sendone(user.partner_id, notification_type, payload)
     return True
-
-
-def action_url(xmlid):
-    """The web client's address of a window action."""
-    return f"/odoo/action-{xmlid}" if ODOO_MAJOR >= 18 else f"/web#action={xmlid}"
 
 
 def check_access(records, operation):
@@ -42,19 +46,41 @@ def check_access(records, operation):
         records.check_access_rule(operation)
 
 
+def check_signaling(registry, cr):
+    """``registry`` brought up to date with what other processes signaled; 17.0 reads on a cursor of its own."""
+    return registry.check_signaling(cr) if ODOO_MAJOR >= 18 else registry.check_signaling()
+
+
+@contextlib.contextmanager
+def manage_changes(registry):
+    """Signal the registry and cache changes made inside to other processes, or drop them on error.
+
+    What ``Registry.manage_changes`` does (deprecated in 19.0), with the calls every series has.
+    """
+    try:
+        yield registry
+        registry.signal_changes()
+    except Exception:
+        registry.reset_changes()
+        raise
+
+
 @functools.cache
 def signaling_sql():
     """``Registry.get_sequences``'s values as a select list to fold into another query, and the cache names.
 
-    The columns are ``registry_sequence`` and ``cache_sequence_<name>``. Scalar subqueries rather
-    than Odoo's cross join of six sequences: that join alone takes PostgreSQL about 1 ms to plan.
+    The columns are ``registry_sequence`` and ``cache_sequence_<name>``, as scalar subqueries: a
+    join of that many relations costs PostgreSQL about 1 ms to plan. Sequences until 18.0;
+    insert-only tables since 19.0.
     """
     cache_names = tuple(_CACHES_BY_KEY)
-    columns = [
-        ("registry_sequence", "base_registry_signaling"),
-        *((f"cache_sequence_{name}", f"base_cache_signaling_{name}") for name in cache_names),
-    ]
-    return ", ".join(f"(SELECT last_value FROM {sequence}) AS {column}" for column, sequence in columns), cache_names
+    if ODOO_MAJOR >= 19:
+        sources = [("registry_sequence", "max(id) FROM orm_signaling_registry")]
+        sources += [(f"cache_sequence_{name}", f"max(id) FROM orm_signaling_{name}") for name in cache_names]
+    else:
+        sources = [("registry_sequence", "last_value FROM base_registry_signaling")]
+        sources += [(f"cache_sequence_{name}", f"last_value FROM base_cache_signaling_{name}") for name in cache_names]
+    return ", ".join(f"(SELECT {source}) AS {column}" for column, source in sources), cache_names
 
 
 def registry_is_current(registry, registry_sequence, cache_sequences):
@@ -88,13 +114,16 @@ def open_autocommit(dbname):
     return connection
 
 
-def abandon_inherited_pool():
+def abandon_inherited_pools():
     """In a forked child: forget the parent's pooled connections without using or closing them.
 
-    Returns the pool abandoned (kept referenced, so it is never garbage-collected and closed), or None.
+    Returns the pools abandoned (to keep referenced, so they are never garbage-collected and
+    closed). 18.0 added a second pool for read-only replicas.
     """
-    pool = sql_db._Pool
-    if pool is None or not pool._connections:
-        return None
-    sql_db._Pool = None
-    return pool
+    abandoned = []
+    for name in ("_Pool", "_Pool_readonly"):
+        pool = getattr(sql_db, name, None)
+        if pool is not None and pool._connections:
+            abandoned.append(pool)
+            setattr(sql_db, name, None)
+    return abandoned

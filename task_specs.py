@@ -61,9 +61,22 @@ def add(spec):
 
 def is_decorated(model_class, method):
     """True when ``method`` on the model, or a method it overrides, carries our decorator."""
-    return any(
-        getattr(klass.__dict__.get(method), "_celery_task_spec", None) is not None for klass in model_class.__mro__
-    )
+    return _spec_in_mro(model_class, method) is not None
+
+
+def spec_of(records, method):
+    """The spec of ``records``' decorated method named ``method``, or None (not a recordset, not decorated)."""
+    if not isinstance(method, str) or not hasattr(records, "_name") or not hasattr(records, "env"):
+        return None
+    return _spec_in_mro(type(records), method)
+
+
+def _spec_in_mro(model_class, method):
+    for klass in model_class.__mro__:
+        spec = getattr(klass.__dict__.get(method), "_celery_task_spec", None)
+        if spec is not None:
+            return spec
+    return None
 
 
 def run_next_call_inline(spec):

@@ -79,11 +79,22 @@ def _load_registries():
     return databases
 
 
-def main(argv=None):
-    import odoo
+def parse_odoo_config(odoo_args):
+    """Odoo's configuration and logging, as its own server sets them up.
 
+    ``parse_config(args)`` with no other argument means that on every series (18.0 and later also
+    warn that it will not always). This runs before the addon can be imported, so before compat.
+    """
+    from odoo.tools import config  # 19.0's ``odoo`` is a namespace package: import what is used
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        config.parse_config(odoo_args)
+
+
+def main(argv=None):
     odoo_args, celery_args = split_arguments(list(sys.argv[1:] if argv is None else argv))
-    odoo.tools.config.parse_config(odoo_args, setup_logging=True)
+    parse_odoo_config(odoo_args)
     # Odoo names its level 25 "INFO" too; Celery's ``-l info`` must still mean logging.INFO. kombu
     # keeps its own copy of the names, taken when it was first imported (odoo-bin imports it early).
     from kombu.log import LOG_LEVELS

@@ -17,6 +17,7 @@ import platform
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import report
@@ -234,7 +235,7 @@ def main(argv=None):
     profiles = Profiles(args.profile) if args.profile else None
     import raw_app
 
-    import odoo
+    import odoo.tools
     from odoo import sql_db
     from odoo.modules.registry import Registry
 
@@ -251,7 +252,9 @@ def main(argv=None):
         stack.create_odoo_database(config, odoo_db, "celery_task_bench", home.root / "install.log")
         cleanup.callback(stack.drop_database, raw_db)
         stack.create_raw_database(raw_db, raw_app.TABLE, preset["tasks"])
-        odoo.tools.config.parse_config(["-c", str(config)], setup_logging=False)
+        with warnings.catch_warnings():  # parse_config(args) means the same on every series
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            odoo.tools.config.parse_config(["-c", str(config)])
         cleanup.callback(sql_db.close_all)
         ours_rows = opened(cleanup, Rows(odoo_db, ODOO_TABLE))
         ours_rows.query(

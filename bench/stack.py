@@ -57,13 +57,13 @@ class Home:
     """A scratch folder: Odoo config, the addons path (this checkout as ``celery_task``), logs."""
 
     def __init__(self):
-        import odoo
+        import odoo.release
 
         self.root = Path(tempfile.mkdtemp(prefix="ct_bench_"))
         addons = self.root / "addons"
         addons.mkdir()
         (addons / "celery_task").symlink_to(REPO)
-        odoo_root = Path(odoo.__file__).resolve().parent
+        odoo_root = Path(odoo.release.__file__).resolve().parent  # 19.0's odoo package has no __file__
         paths = [odoo_root / "addons", odoo_root.parent / "addons", addons, BENCH_ADDONS]
         self.addons_path = ",".join(str(path) for path in paths if path.is_dir())
 

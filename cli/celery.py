@@ -11,6 +11,7 @@ class Celery(Command):
     name = "celery"
 
     def run(self, args):
-        from ..worker_bootstrap import main
+        # Absolute: 19.0 loads this file as odoo.cli.celery, outside the addon's package.
+        from odoo.addons.celery_task.worker_bootstrap import main
 
         sys.exit(main(args))

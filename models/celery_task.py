@@ -92,10 +92,11 @@ class CeleryTask(models.Model):
     progress_message = fields.Char("Progress Message", compute="_compute_progress")
     progress_label = fields.Char("Steps", compute="_compute_progress")
 
-    _sql_constraints = [("uuid_unique", "unique(uuid)", "A Celery task id is unique.")]
-
     def init(self):
         cr = self.env.cr
+        # A unique index rather than _sql_constraints, which 19.0 ignores: the same on every series,
+        # and the name of the constraint earlier versions made, so an upgrade keeps it.
+        cr.execute("CREATE UNIQUE INDEX IF NOT EXISTS celery_task_uuid_unique ON celery_task (uuid)")
         cr.execute("ALTER TABLE celery_task SET (fillfactor = 80)")
         cr.execute("DROP INDEX IF EXISTS celery_task_relay_idx")  # on state: made every claim a non-HOT update
         cr.execute("CREATE INDEX IF NOT EXISTS celery_task_unfinished_idx ON celery_task (id) WHERE done_at IS NULL")
@@ -161,7 +162,7 @@ class CeleryTask(models.Model):
         }
         if len(ids) == 1:
             return {**action, "views": [(False, "form")], "res_id": ids[0]}
-        return {**action, "views": [(False, compat.LIST_VIEW), (False, "form")], "domain": [("id", "in", ids)]}
+        return {**action, "views": [(False, "list"), (False, "form")], "domain": [("id", "in", ids)]}
 
     def action_requeue(self):
         """Run failed or cancelled tasks again: back to pending, published once this transaction commits."""

@@ -12,11 +12,15 @@ class CeleryTaskProgress(models.Model):
     _name = "celery.task.progress"
     _description = "Celery Task Progress"
 
-    task_id = fields.Many2one("celery.task", required=True, ondelete="cascade", index=True)
+    task_id = fields.Many2one("celery.task", required=True, ondelete="cascade")
     state = fields.Char()
     current = fields.Float()
     total = fields.Float()
     message = fields.Char()
     meta = fields.Text()
 
-    _sql_constraints = [("task_unique", "unique(task_id)", "One progress row per task.")]
+    def init(self):
+        # One row per task (the worker's upsert needs it): an index, as celery.task's uuid.
+        self.env.cr.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS celery_task_progress_task_unique ON celery_task_progress (task_id)"
+        )

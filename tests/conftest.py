@@ -1,6 +1,7 @@
 """Session-wide real parts: one Odoo 18 database (and a copy), a worker per broker."""
 
 import os
+import warnings
 
 import pytest
 
@@ -12,10 +13,12 @@ BROKERS = harness.BROKERS
 
 
 def pytest_report_header(config):
-    return f"odoo: {ODOO_MISSING or odoo.release.version + ' at ' + os.path.dirname(odoo.__file__)}"
+    return f"odoo: {ODOO_MISSING or f'{odoo.release.version} at {harness.odoo_source_root(odoo)}'}"
 
 
 def pytest_collection_modifyitems(config, items):
+    if ODOO_MISSING and os.environ.get("CELERY_TASK_TEST_REQUIRE_ODOO"):
+        raise pytest.UsageError(f"CELERY_TASK_TEST_REQUIRE_ODOO is set and {ODOO_MISSING}")
     if ODOO_MISSING:
         skip = pytest.mark.skip(reason=f"ODOO TESTS SKIPPED: {ODOO_MISSING}")
         for item in items:
@@ -26,6 +29,13 @@ def pytest_collection_modifyitems(config, items):
 def pytest_terminal_summary(terminalreporter):
     if ODOO_MISSING:
         terminalreporter.write_sep("!", f"ODOO TESTS SKIPPED: {ODOO_MISSING}", red=True, bold=True)
+
+
+def parse_config(config_path):
+    """Odoo's configuration, read as its server does (which also sets up its logging, on every series)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        odoo.tools.config.parse_config(["-c", str(config_path)])
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +63,7 @@ def odoo_stack(tmp_path_factory):
         celery_relay_delay="3",
         celery_concurrency_backoff="0.05",
     )
-    odoo.tools.config.parse_config(["-c", str(config_path)], setup_logging=False)
+    parse_config(config_path)
     harness.create_database(config_path, databases[0], "celery_task_test", log_dir / "install.log")
     harness.copy_database(databases[0], databases[1])
     stack = harness.Stack(home, config_path, databases, log_dir)

@@ -1,5 +1,6 @@
 """Real parts for the tests: an Odoo database, a Celery worker process, the caller's Odoo."""
 
+import ast
 import contextlib
 import hashlib
 import os
@@ -21,19 +22,32 @@ RESULT_BACKEND = f"{REDIS_URL}/15"
 TEMPLATE_PREFIX = "ct_tpl_"
 
 
+def supported_series():
+    """``compat.SERIES``, read without importing the addon (it needs Odoo's addons path first)."""
+    tree = ast.parse((REPO / "compat.py").read_text())
+    assignment = next(node for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == "SERIES")
+    return ast.literal_eval(assignment.value)
+
+
 def find_odoo():
     """Import Odoo from the environment, or from ODOO_PATH; the reason why not otherwise."""
     odoo_path = os.environ.get("ODOO_PATH")
     if odoo_path and odoo_path not in sys.path:
         sys.path.insert(0, odoo_path)
+    series = ", ".join(f"{major}.0" for major in supported_series())
     try:
-        import odoo
         import odoo.release
+        import odoo.tools
     except ImportError as exc:
-        return None, f"Odoo is not importable ({exc}); install Odoo 18.0 into this Python or set ODOO_PATH"
-    if odoo.release.version_info[0] != 18:
-        return None, f"Odoo {odoo.release.version} found, these tests need 18.0"
+        return None, f"Odoo is not importable ({exc}); install Odoo ({series}) into this Python or set ODOO_PATH"
+    if odoo.release.version_info[0] not in supported_series():
+        return None, f"Odoo {odoo.release.version} found, these tests support {series}"
     return odoo, None
+
+
+def odoo_source_root(odoo):
+    """The folder of ``odoo-bin`` and of the ``odoo`` package (19.0's ``odoo`` has no ``__file__``)."""
+    return Path(odoo.release.__file__).resolve().parent.parent
 
 
 def port_open(host, port):
@@ -61,10 +75,10 @@ class OdooHome:
         addons.mkdir()
         (addons / "celery_task").symlink_to(REPO)
         (addons / "celery_task_test").symlink_to(TEST_ADDON)
-        odoo_root = Path(odoo.__file__).resolve().parent
-        paths = [odoo_root / "addons", odoo_root.parent / "addons", addons]
+        source_root = odoo_source_root(odoo)
+        paths = [source_root / "odoo" / "addons", source_root / "addons", addons]
         self.addons_path = ",".join(str(path) for path in paths if path.is_dir())
-        self.odoo_bin = odoo_root.parent / "odoo-bin"
+        self.odoo_bin = source_root / "odoo-bin"
 
     def entry_command(self, entry):
         """How an operator starts Celery through ``entry``: a script of the addon, or ``odoo-bin celery``.
@@ -353,6 +367,18 @@ class Stack:
     def task_id(self, result):
         """The task record id of a call's AsyncResult."""
         return self.task_row(result.id)["id"]
+
+    def new_user(self, name, *group_xmlids, password=None):
+        """A new user named ``name`` in ``group_xmlids``, with a login of its own; returns its id."""
+        from odoo.addons.celery_task.compat import USER_GROUPS_FIELD
+
+        with self.env() as env:
+            groups = [env.ref(xmlid).id for xmlid in group_xmlids]
+            values = {"name": name, "login": f"{name.lower().replace(' ', '-')}-{os.urandom(4).hex()}"}
+            if password:
+                values["password"] = password
+            users = env["res.users"].with_context(no_reset_password=True)
+            return users.create({**values, USER_GROUPS_FIELD: [(6, 0, groups)]}).id
 
     def new_item(self, **values):
         with self.env() as env:

@@ -92,15 +92,7 @@ def test_records_deleted_before_the_run(stack, worker):
 def test_user_deactivated_before_the_run(stack, worker):
     from odoo import api
 
-    with stack.env() as env:
-        user = env["res.users"].create(
-            {
-                "name": "Soon gone",
-                "login": f"gone-{uuid.uuid4().hex[:6]}",
-                "groups_id": [(6, 0, [env.ref("base.group_system").id])],
-            }
-        )
-        user_id = user.id
+    user_id = stack.new_user("Soon gone", "base.group_system")
     item_id = stack.new_item()
     with stack.env(uid=user_id) as env:
         result = env["task.test.item"].browse(item_id).bump()

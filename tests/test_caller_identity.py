@@ -1,7 +1,5 @@
 """The worker runs the method as the caller: same user, same access rights, same context."""
 
-import uuid
-
 import pytest
 
 pytestmark = pytest.mark.odoo
@@ -10,10 +8,7 @@ pytestmark = pytest.mark.odoo
 @pytest.fixture
 def plain_user(stack):
     """An internal user with read-only access to task.test.item."""
-    with stack.env() as env:
-        login = f"plain-{uuid.uuid4().hex[:6]}"
-        groups = [(6, 0, [env.ref("base.group_user").id])]
-        return env["res.users"].create({"name": "Plain", "login": login, "groups_id": groups}).id
+    return stack.new_user("Plain", "base.group_user")
 
 
 def test_user_without_write_access_gets_access_error_in_worker(stack, redis, plain_user):

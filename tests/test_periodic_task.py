@@ -2,7 +2,6 @@
 
 import datetime
 import json
-import uuid
 
 import pytest
 
@@ -14,14 +13,7 @@ ADMIN_UID = 2
 @pytest.fixture(scope="module")
 def manager(stack):
     """A Celery Manager who is no administrator."""
-    with stack.env() as env:
-        groups = env.ref("base.group_user") | env.ref("celery_task.group_celery_manager")
-        user = (
-            env["res.users"]
-            .with_context(no_reset_password=True)
-            .create({"name": "Scheduler", "login": f"scheduler-{uuid.uuid4().hex[:8]}", "groups_id": groups.ids})
-        )
-        return user.id
+    return stack.new_user("Scheduler", "base.group_user", "celery_task.group_celery_manager")
 
 
 def periodic_values(item_id, **values):

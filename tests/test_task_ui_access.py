@@ -17,21 +17,9 @@ PASSWORDS = {ADMIN_UID: "admin"}
 @pytest.fixture(scope="module")
 def users(stack):
     """A plain internal user, a Celery Manager who is no administrator, and the administrator."""
-    suffix = uuid.uuid4().hex[:8]
-    with stack.env() as env:
-        internal = env.ref("base.group_user")
-        manager_group = env.ref("celery_task.group_celery_manager")
-        create = env["res.users"].with_context(no_reset_password=True).create
-        plain = create({"name": "Plain", "login": f"plain-{suffix}", "password": PASSWORD, "groups_id": internal.ids})
-        manager = create(
-            {
-                "name": "Manager",
-                "login": f"manager-{suffix}",
-                "password": PASSWORD,
-                "groups_id": [internal.id, manager_group.id],
-            }
-        )
-        return {"plain": plain.id, "manager": manager.id, "admin": ADMIN_UID}
+    plain = stack.new_user("Plain", "base.group_user", password=PASSWORD)
+    manager = stack.new_user("Manager", "base.group_user", "celery_task.group_celery_manager", password=PASSWORD)
+    return {"plain": plain, "manager": manager, "admin": ADMIN_UID}
 
 
 def rpc(stack, uid, model, method, *args, **kwargs):

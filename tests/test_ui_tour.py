@@ -10,7 +10,6 @@ import uuid
 
 from odoo.tests import HttpCase, tagged
 
-from odoo.addons.celery_task import compat
 from odoo.addons.celery_task.task_record import INSERT_TASK
 
 # (state, progress (current, total, message), error)
@@ -69,4 +68,4 @@ class TestTaskUiTour(HttpCase):
                 )
 
     def test_task_list_and_form(self):
-        self.start_tour(compat.action_url("celery_task.action_celery_task"), "celery_task_ui_tour", login="admin")
+        self.start_tour("/web#action=celery_task.action_celery_task", "celery_task_ui_tour", login="admin")

@@ -13,7 +13,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from odoo import api
 from odoo.modules.registry import Registry
 
-from .. import config, serialization, task_record, task_specs
+from .. import compat, config, serialization, task_record, task_specs
 from ..exceptions import (
     BadArguments,
     InactiveUser,
@@ -106,14 +106,14 @@ def _run_once(origin, target, task, spec, row):
     cross_database = target is not origin
     with connections.task_transaction(target) as cr:
         if cross_database:
-            registry, start = target.check_signaling(cr), None
+            registry, start = compat.check_signaling(target, cr), None
             cr.execute(task_record.MIRRORED, {"uuid": row["uuid"]})
             if cr.fetchone():
                 return None
         else:
             start = claim.begin(cr, target, row)
             registry = start.registry
-        with registry.manage_changes():
+        with compat.manage_changes(registry):
             records, args, kwargs = rebuild_call(cr, task, spec, row, start)
             token = task_specs.run_next_call_inline(spec)
             try:

@@ -15,8 +15,7 @@ _inherited_pools = []
 
 def forget_inherited_connections(**kwargs):
     """A forked child must never use, nor close, a connection of its parent."""
-    pool = compat.abandon_inherited_pool()
-    if pool is not None:
+    for pool in compat.abandon_inherited_pools():
         _logger.warning(
             "celery_task: %d database connection(s) crossed a fork; abandoning them", len(pool._connections)
         )

@@ -1,7 +1,7 @@
 {
     "name": "Celery Task (benchmark addon)",
     "summary": "Decorated methods that bench/run.py times",
-    "version": "18.0.1.0.0",
+    "version": "1.0.0",
     "license": "LGPL-3",
     "depends": ["celery_task"],
     "data": ["security/ir.model.access.csv"],

@@ -1,7 +1,7 @@
 {
     "name": "Celery Task (test addon)",
     "summary": "Decorated methods the celery_task test suite drives",
-    "version": "18.0.1.0.0",
+    "version": "1.0.0",
     "license": "LGPL-3",
     "depends": ["celery_task"],
     "data": ["security/ir.model.access.csv"],
