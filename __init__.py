@@ -1,4 +1,5 @@
 from . import cli, models
+from .canvas import chain, chord, group, signature
 from .celery_task import RetryableError, celery_task, celeryTask
 
-__all__ = ["RetryableError", "celeryTask", "celery_task"]
+__all__ = ["RetryableError", "celeryTask", "celery_task", "chain", "chord", "group", "signature"]

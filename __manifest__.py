@@ -14,6 +14,7 @@
         "data/ir_cron.xml",
         "views/celery_task_views.xml",
         "views/celery_periodic_task_views.xml",
+        "views/celery_workflow_views.xml",
         "views/menus.xml",
     ],
     "assets": {

@@ -40,18 +40,28 @@ def _schedule(spec, now):
 
 def enqueue(spec, records, args, kwargs):
     """Write the task record in the caller's transaction; publish it once that commits."""
-
     spec.bind(records, args, kwargs)
+    return _insert(task_record.INSERT_TASK, spec, records, args, kwargs, {})[0]
+
+
+def enqueue_step(spec, records, args, kwargs, workflow):
+    """A workflow's step, checked whole by ``canvas``: published after the commit only if it can start.
+
+    ``workflow``: its ``state``, ``workflow_id``, ``workflow_root_id`` and ``receives``. Returns its
+    AsyncResult and its record id.
+    """
+    return _insert(task_record.INSERT_WORKFLOW_TASK, spec, records, args, kwargs, workflow)
+
+
+def _insert(statement, spec, records, args, kwargs, extra):
     env = records.env
     cr = env.cr
     payload = serialization.dumps({"args": list(args), "kwargs": kwargs}, path=f"{spec.task_name} arguments")
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
     eta, expires_at = _schedule(spec, now)
     task_uuid = str(uuid.uuid4())
-    queue = spec.queue or celery_app.conf.task_default_queue
-    call_repr = task_specs.describe_call(records._name, records._ids, spec.method, args, kwargs)
     cr.execute(
-        task_record.INSERT_TASK,
+        statement,
         {
             "uuid": task_uuid,
             "name": spec.task_name,
@@ -62,13 +72,16 @@ def enqueue(spec, records, args, kwargs):
             "ids": serialization.dumps(list(records._ids)),
             "args": payload,
             "context": serialization.dumps(serialization.safe_context(env.context)),
-            "queue": queue,
+            "queue": spec.queue or celery_app.conf.task_default_queue,
             "priority": spec.priority,
             "eta": eta,
             "expires_at": expires_at,
-            "call_repr": call_repr,
+            "call_repr": task_specs.describe_call(records._name, records._ids, spec.method, args, kwargs),
             "now": now,
+            **extra,
         },
     )
-    publish_after_commit(env, task_record.TaskMessage.from_row(cr.dbname, cr.dictfetchone()))
-    return AsyncResult(task_uuid, app=celery_app, task_name=spec.task_name)
+    row = cr.dictfetchone()
+    if row["state"] == task_record.PENDING:
+        publish_after_commit(env, task_record.TaskMessage.from_row(cr.dbname, row))
+    return AsyncResult(task_uuid, app=celery_app, task_name=spec.task_name), row["id"]

@@ -8,14 +8,19 @@ States::
     caller's transaction           worker (under the record's advisory lock)
     --------------------           ------------------------------------------
     INSERT -> pending --claim--> started --finish, with the method's effects--> done
+    INSERT -> waiting --release, by the transaction that finishes the last step it waits for--> pending
                  ^                 |  |
                  |                 |  +--error, rolled back----------------------> failed
                  |     retry <-----+  (RetryableError / retry_for, within max_retries)
                  |       |
                  |       +--claim (its eta passed)--> started
                  |
-    pending, retry, started --cancel (UI) or expiry (relay)--> cancelled
-    failed, cancelled --requeue (UI), under a new uuid--> pending
+    waiting, pending, retry, started --cancel (UI) or expiry (relay)--> cancelled
+    failed, cancelled --requeue (UI), under a new uuid--> pending (waiting, if a step before it is not done)
+
+A workflow's step waits for the steps linked before it (``celery_task_link``). When one of those
+does not end done, the waiting steps after it are cancelled (``exc_type`` STEP_STOPPED); a requeue
+of that step puts them back to waiting.
 
 ``done_at`` is set by every finished state (done, failed, cancelled) and cleared by a requeue:
 the relay finds unfinished records by ``done_at IS NULL`` through a partial index.
@@ -39,6 +44,7 @@ import datetime
 
 from .exceptions import MalformedMessage
 
+WAITING = "waiting"
 PENDING = "pending"
 STARTED = "started"
 RETRY = "retry"
@@ -47,6 +53,7 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 
 STATE_LABELS = [
+    (WAITING, "Waiting for its workflow"),
     (PENDING, "Pending"),
     (STARTED, "Started"),
     (RETRY, "Waiting to retry"),
@@ -56,10 +63,21 @@ STATE_LABELS = [
 ]
 FINISHED_STATES = (DONE, FAILED, CANCELLED)
 REQUEUEABLE_STATES = (FAILED, CANCELLED)
-CANCELLABLE_STATES = (PENDING, RETRY, STARTED)
+CANCELLABLE_STATES = (WAITING, PENDING, RETRY, STARTED)
+
+#: What a workflow's step receives first: nothing more, the result before it, or a group's results.
+RECEIVES_NOTHING = "nothing"
+RECEIVES_RESULT = "result"
+RECEIVES_RESULTS = "results"
+
+#: ``exc_type`` of a waiting step cancelled because a step before it did not end done.
+STEP_STOPPED = "celery_task.workflow.StepStopped"
 
 #: Advisory-lock namespace: a task's lock is ``(LOCK_CLASS, record id)``.
 LOCK_CLASS = 0x0CE1
+
+#: A waiting step's release lock: ``(RELEASE_LOCK_CLASS, record id)`` (see worker/workflow.py).
+RELEASE_LOCK_CLASS = 0x0CE2
 
 #: The transaction's time as Odoo stores datetimes (UTC, without time zone).
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
@@ -75,7 +93,33 @@ INSERT_TASK = """
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
         'pending', 0, %(uid)s, %(now)s, %(uid)s, %(now)s
-    ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+    ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+"""
+
+# A workflow's step: pending when it can start at once, waiting otherwise.
+INSERT_WORKFLOW_TASK = """
+    INSERT INTO celery_task (
+        uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
+        queue, priority, eta, expires_at, call_repr, state, attempts, workflow_id, workflow_root_id, receives,
+        create_uid, create_date, write_uid, write_date
+    ) VALUES (
+        %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
+        %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
+        %(state)s, 0, %(workflow_id)s, %(workflow_root_id)s, %(receives)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+    ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+"""
+
+INSERT_WORKFLOW = """
+    INSERT INTO celery_workflow (uuid, name, kind, parent_id, root_id, user_id,
+                                 create_uid, create_date, write_uid, write_date)
+    VALUES (%(uuid)s, %(name)s, %(kind)s, %(parent_id)s, %(root_id)s, %(uid)s,
+            %(uid)s, (now() AT TIME ZONE 'UTC'), %(uid)s, (now() AT TIME ZONE 'UTC'))
+    RETURNING id, uuid
+"""
+
+INSERT_LINK = """
+    INSERT INTO celery_task_link (predecessor_id, successor_id, sequence)
+    VALUES (%(predecessor)s, %(successor)s, %(sequence)s)
 """
 
 # Read committed: a row a worker claimed meanwhile is skipped, not a conflict.
@@ -85,9 +129,55 @@ MARK_SENT = """
 """
 
 # A requeued task goes out under a new Celery id: workers discard messages whose id was revoked.
+# A workflow's step whose steps before it are not all done waits for them again.
 REQUEUE_TASK = """
-    UPDATE celery_task SET uuid = %(uuid)s WHERE id = %(id)s
-    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+    UPDATE celery_task
+       SET uuid = %(uuid)s,
+           state = CASE WHEN EXISTS (
+               SELECT 1 FROM celery_task_link l JOIN celery_task p ON p.id = l.predecessor_id
+                WHERE l.successor_id = celery_task.id AND p.state <> 'done') THEN 'waiting' ELSE 'pending' END
+     WHERE id = %(id)s
+    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+"""
+
+# The steps after a requeued one that were cancelled because it did not end done: waiting again.
+REVIVE_DOWNSTREAM = """
+    WITH RECURSIVE downstream(id) AS (
+        SELECT successor_id FROM celery_task_link WHERE predecessor_id = %(id)s
+        UNION
+        SELECT l.successor_id FROM celery_task_link l JOIN downstream d ON l.predecessor_id = d.id
+    )
+    UPDATE celery_task
+       SET state = 'waiting', done_at = NULL, write_date = (now() AT TIME ZONE 'UTC'),
+           exc_type = NULL, exc_message = NULL, traceback = NULL
+     WHERE id IN (SELECT id FROM downstream) AND state = 'cancelled'
+       AND exc_type = 'celery_task.workflow.StepStopped'
+"""
+
+# The waiting steps after a step that will not end done (failed, cancelled, expired): cancelled, saying why.
+CANCEL_DOWNSTREAM = """
+    WITH RECURSIVE downstream(id) AS (
+        SELECT successor_id FROM celery_task_link WHERE predecessor_id = %(id)s
+        UNION
+        SELECT l.successor_id FROM celery_task_link l JOIN downstream d ON l.predecessor_id = d.id
+    ),
+    stopped AS (SELECT name, uuid FROM celery_task WHERE id = %(id)s)
+    UPDATE celery_task
+       SET state = 'cancelled', done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
+           exc_type = 'celery_task.workflow.StepStopped',
+           exc_message = 'step ' || (SELECT name FROM stopped) || ' [' || (SELECT uuid FROM stopped) || '] '
+                         || %(why)s || '; this step will not run unless it is requeued'
+     WHERE id IN (SELECT id FROM downstream) AND state = 'waiting'
+"""
+
+# The cron's vacuum: workflows with a step not finished are kept whole; emptied ones go.
+UNFINISHED_WORKFLOWS = """
+    SELECT DISTINCT workflow_root_id FROM celery_task WHERE done_at IS NULL AND workflow_root_id IS NOT NULL
+"""
+
+DELETE_EMPTY_WORKFLOWS = """
+    DELETE FROM celery_workflow w
+     WHERE w.root_id IS NULL AND NOT EXISTS (SELECT 1 FROM celery_task t WHERE t.workflow_root_id = w.id)
 """
 
 # -- worker: claim, outcome, progress ---------------------------------------------------------
@@ -112,7 +202,7 @@ LOCK_AND_CLAIM = """
          WHERE id = %(id)s AND uuid = %(uuid)s AND name = %(name)s
            AND state IN ('pending', 'retry', 'started') AND (SELECT locked FROM lock)
      RETURNING id, uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
-               call_repr, queue, attempts,
+               call_repr, queue, attempts, workflow_id, receives,
                (SELECT login FROM res_users WHERE res_users.id = celery_task.user_id) AS login
     )
     SELECT (SELECT locked FROM lock) AS locked, found.uuid AS found_uuid, found.name AS found_name,
@@ -129,11 +219,42 @@ EXISTING_IDS = """CASE WHEN claimed.model_name = %(model)s THEN (
 
 UNLOCK = "SELECT pg_advisory_unlock(%(lock_class)s, %(id)s)"
 
+# What a workflow's step receives: the results of the steps it waited for, in their order.
+PREDECESSOR_RESULTS = """
+    SELECT p.result FROM celery_task_link l JOIN celery_task p ON p.id = l.predecessor_id
+     WHERE l.successor_id = %(id)s
+     ORDER BY l.sequence
+"""
+
+# In the transaction that finishes a step: the waiting steps after it, and how many steps each waits for.
+WAITING_SUCCESSORS = """
+    SELECT l.successor_id, (SELECT count(*) FROM celery_task_link w WHERE w.successor_id = l.successor_id)
+      FROM celery_task_link l JOIN celery_task s ON s.id = l.successor_id
+     WHERE l.predecessor_id = %(id)s AND s.state = 'waiting'
+     ORDER BY l.successor_id
+"""
+
+# On the lock connection, in read committed: serializes the steps that finish for one waiting step.
+LOCK_RELEASE = "SELECT pg_advisory_lock(%(lock_class)s, %(id)s)"
+
+UNFINISHED_PREDECESSORS = """
+    SELECT count(*) FROM celery_task_link l JOIN celery_task p ON p.id = l.predecessor_id
+     WHERE l.successor_id = %(id)s AND l.predecessor_id <> %(finished)s AND p.state <> 'done'
+"""
+
+RELEASE_STEP = """
+    UPDATE celery_task SET state = 'pending', write_date = (clock_timestamp() AT TIME ZONE 'UTC')
+     WHERE id = %(id)s AND state = 'waiting'
+    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+"""
+
 # In the task's own transaction, with its effects. A task cancelled after its claim updates no
-# row here: the worker then rolls back everything it did.
+# row here: the worker then rolls back everything it did. now() is when that transaction began,
+# before the method ran: its end is clock_timestamp().
 FINISH_STARTED = """
     UPDATE celery_task
-       SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
+       SET state = %(state)s, done_at = (clock_timestamp() AT TIME ZONE 'UTC'),
+           write_date = (clock_timestamp() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
      WHERE id = %(id)s AND state = 'started'
 """
@@ -179,8 +300,8 @@ MIRROR_TASK = """
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(user_id)s, %(model_name)s, %(method_name)s, %(record_ids)s,
         %(args)s, %(context)s, %(call_repr)s, %(queue)s, 'done', %(attempts)s, (now() AT TIME ZONE 'UTC'),
-        (now() AT TIME ZONE 'UTC'), %(result)s, %(user_id)s, (now() AT TIME ZONE 'UTC'), %(user_id)s,
-        (now() AT TIME ZONE 'UTC')
+        (clock_timestamp() AT TIME ZONE 'UTC'), %(result)s, %(user_id)s, (now() AT TIME ZONE 'UTC'), %(user_id)s,
+        (clock_timestamp() AT TIME ZONE 'UTC')
     )
 """
 
@@ -207,14 +328,14 @@ EXPIRE_TASKS = """
  RETURNING id
 """
 
-# Never sent a while after its commit, a retry past its eta, or started long ago (its worker may
-# have died: the relay checks the lock).
+# Never sent a while after its commit (or its release, or its requeue: write_date), a retry past its
+# eta, or started long ago (its worker may have died: the relay checks the lock).
 STRANDED_TASKS = """
     SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
       FROM celery_task
      WHERE done_at IS NULL
        AND queue = ANY(%(queues)s)
-       AND ((state = 'pending' AND sent_at IS NULL AND create_date < %(cutoff)s)
+       AND ((state = 'pending' AND sent_at IS NULL AND write_date < %(cutoff)s)
          OR (state = 'retry' AND COALESCE(eta, write_date) < %(cutoff)s)
          OR (state = 'started' AND started_at < %(cutoff)s))
      ORDER BY id

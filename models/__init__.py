@@ -1,1 +1,1 @@
-from . import celery_periodic_task, celery_task, celery_task_progress
+from . import celery_periodic_task, celery_task, celery_task_link, celery_task_progress, celery_workflow

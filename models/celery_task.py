@@ -39,6 +39,9 @@ PROTECTED_FIELDS = frozenset(
         "eta",
         "expires_at",
         "call_repr",
+        "workflow_id",
+        "workflow_root_id",
+        "receives",
     }
 )
 
@@ -91,6 +94,21 @@ class CeleryTask(models.Model):
     progress_total = fields.Float("Progress Total", compute="_compute_progress")
     progress_message = fields.Char("Progress Message", compute="_compute_progress")
     progress_label = fields.Char("Steps", compute="_compute_progress")
+    workflow_id = fields.Many2one("celery.workflow", "Part of", readonly=True, index=True, ondelete="set null")
+    workflow_root_id = fields.Many2one("celery.workflow", "Workflow", readonly=True, index=True, ondelete="set null")
+    receives = fields.Selection(
+        [
+            (task_record.RECEIVES_NOTHING, "Its own arguments only"),
+            (task_record.RECEIVES_RESULT, "The previous step's result, first"),
+            (task_record.RECEIVES_RESULTS, "The previous steps' results as a list, first"),
+        ],
+        default=task_record.RECEIVES_NOTHING,
+        readonly=True,
+    )
+    previous_task_ids = fields.Many2many("celery.task", string="Previous Steps", compute="_compute_steps")
+    next_task_ids = fields.Many2many("celery.task", string="Next Steps", compute="_compute_steps")
+    member_task_ids = fields.Many2many("celery.task", string="Members", compute="_compute_steps")
+    workflow_progress = fields.Char("Group Progress", compute="_compute_steps")
 
     def init(self):
         cr = self.env.cr
@@ -140,6 +158,22 @@ class CeleryTask(models.Model):
             task.progress_total = total
             task.progress_message = row.message if row else False
             task.progress_label = f"{current:g} / {total:g}" if total else False
+
+    def _compute_steps(self):
+        """The steps around each task in its workflow, and its group's progress (k of n done)."""
+        links = self.env["celery.task.link"].sudo()
+        for task in self:
+            if not task.workflow_id:
+                task.previous_task_ids = task.next_task_ids = task.member_task_ids = False
+                task.workflow_progress = False
+                continue
+            task.previous_task_ids = links.search([("successor_id", "=", task.id)]).predecessor_id
+            task.next_task_ids = links.search([("predecessor_id", "=", task.id)]).successor_id
+            task.member_task_ids = task.workflow_id.task_ids - task
+            group = task.workflow_id
+            while group.parent_id and group.kind == "chain":
+                group = group.parent_id
+            task.workflow_progress = f"{group.kind} {group.progress_label}"
 
     def _record_id_list(self):
         try:
@@ -193,11 +227,14 @@ class CeleryTask(models.Model):
         )
         self.env["celery.task.progress"].sudo().search([("task_id", "in", self.ids)]).unlink()
         self.flush_recordset()
+        cr = self.env.cr
         for task in self:
-            self.env.cr.execute(task_record.REQUEUE_TASK, {"uuid": str(uuid.uuid4()), "id": task.id})
-            row = self.env.cr.dictfetchone()
-            publish_after_commit(self.env, task_record.TaskMessage.from_row(self.env.cr.dbname, row))
-        self.invalidate_recordset(["uuid"])
+            cr.execute(task_record.REQUEUE_TASK, {"uuid": str(uuid.uuid4()), "id": task.id})
+            row = cr.dictfetchone()
+            cr.execute(task_record.REVIVE_DOWNSTREAM, {"id": task.id})
+            if row["state"] == task_record.PENDING:
+                publish_after_commit(self.env, task_record.TaskMessage.from_row(cr.dbname, row))
+        self.invalidate_model(["uuid", "state", "done_at", "exc_type", "exc_message", "traceback"])
         return True
 
     def action_cancel(self):
@@ -216,6 +253,10 @@ class CeleryTask(models.Model):
         who = self.env.user.name
         (self - running).write({**values, "exc_message": _("Cancelled by %s; no worker will run it.", who)})
         running.write({**values, "exc_message": _("Cancelled by %s while running; revoked.", who)})
+        self.flush_recordset()
+        for task in self.filtered("workflow_id"):
+            self.env.cr.execute(task_record.CANCEL_DOWNSTREAM, {"id": task.id, "why": "was cancelled"})
+        self.invalidate_model(["state", "done_at", "exc_type", "exc_message"])
         uuids = running.mapped("uuid")
         if uuids:
             self.env.cr.postcommit.add(lambda: self._revoke(uuids))
@@ -248,9 +289,19 @@ class CeleryTask(models.Model):
         if days <= 0:
             return 0
         cutoff = fields.Datetime.now() - datetime.timedelta(days=days)
-        old = self.sudo().search([("state", "in", task_record.FINISHED_STATES), ("done_at", "<", cutoff)])
+        # A workflow goes as a whole, once all its steps finished: a step's link is what its next one waits on.
+        self.env.cr.execute(task_record.UNFINISHED_WORKFLOWS)
+        unfinished = [row[0] for row in self.env.cr.fetchall()]
+        old = self.sudo().search(
+            [
+                ("state", "in", task_record.FINISHED_STATES),
+                ("done_at", "<", cutoff),
+                ("workflow_root_id", "not in", unfinished),
+            ]
+        )
         count = len(old)
         old.unlink()
+        self.env.cr.execute(task_record.DELETE_EMPTY_WORKFLOWS)
         _logger.info("celery_task: vacuumed %d task(s) finished before %s", count, cutoff)
         return count
 

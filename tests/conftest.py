@@ -96,3 +96,21 @@ def broker(request, stack):
 @pytest.fixture
 def redis(stack):
     return stack.use("redis")
+
+
+@pytest.fixture
+def fault_worker(stack, request):
+    """A dedicated worker factory; every worker it made is stopped after the test."""
+    made = []
+
+    def make(broker, **kwargs):
+        suffix = f"{request.node.name.replace('[', '-').strip(']')}-{len(made)}"
+        kwargs.setdefault("name", f"fault-{suffix}-{stack.run_id}@localhost")
+        kwargs.setdefault("queue", f"ct-test-{stack.run_id}-fault-{suffix}")
+        worker = stack.worker(broker, **kwargs)
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.stop()

@@ -15,24 +15,6 @@ pytestmark = pytest.mark.odoo
 CALLS_DURING_OUTAGE = 20
 
 
-@pytest.fixture
-def fault_worker(stack, request):
-    """A dedicated worker factory; every worker it made is stopped after the test."""
-    made = []
-
-    def make(broker, **kwargs):
-        suffix = f"{request.node.name.replace('[', '-').strip(']')}-{len(made)}"
-        kwargs.setdefault("name", f"fault-{suffix}-{stack.run_id}@localhost")
-        kwargs.setdefault("queue", f"ct-test-{stack.run_id}-fault-{suffix}")
-        worker = stack.worker(broker, **kwargs)
-        made.append(worker)
-        return worker
-
-    yield make
-    for worker in made:
-        worker.stop()
-
-
 def running_slow_bump(stack):
     """A two-second task, once the worker has claimed it: (its item's id, its task row)."""
     item_id = stack.new_item()

@@ -130,6 +130,14 @@ def test_a_claimed_row_runs_and_finishes_done_with_its_effects(odoo_stack, worke
     assert row["id"] in held_locks(odoo_stack, worker), "a done task's lock waits for the next claim"
 
 
+def test_a_finished_task_records_when_it_ended_not_when_its_transaction_began(odoo_stack, worker):
+    row = odoo_stack.unpublished_call("slow_bump", odoo_stack.new_item(), 0.5)
+    with claiming(odoo_stack, row) as (task, claimed):
+        worker.runner.execute(odoo_stack.registry, task, spec_of(row), claimed)
+    task_row = odoo_stack.task_row(row["uuid"])
+    assert (task_row["done_at"] - task_row["started_at"]).total_seconds() >= 0.5
+
+
 def test_a_message_that_does_not_match_its_record_is_rejected(odoo_stack, worker):
     row = odoo_stack.unpublished_call("bump", odoo_stack.new_item())
     forged = str(uuid.uuid4())
@@ -147,8 +155,9 @@ def test_the_relay_selects_stranded_and_lost_tasks_only(odoo_stack, worker):
     now = datetime.datetime.utcnow()
     old, future = now - datetime.timedelta(minutes=10), now + datetime.timedelta(minutes=10)
     rows = {
-        "never sent": {"create_date": old},
+        "never sent": {"create_date": old, "write_date": old},
         "just committed": {},
+        "released just now": {"create_date": old, "write_date": now},
         "retry due": {"state": "retry", "eta": old},
         "retry later": {"state": "retry", "eta": future},
         "started, worker gone": {"state": "started", "started_at": old},
@@ -157,7 +166,7 @@ def test_the_relay_selects_stranded_and_lost_tasks_only(odoo_stack, worker):
         "sent long ago": {"sent_at": old, "create_date": old},
         "sent just now": {"sent_at": now, "create_date": old},
         "sent long ago, due later": {"sent_at": old, "eta": future, "create_date": old},
-        "other queue": {"create_date": old, "queue": f"{queue}-other"},
+        "other queue": {"create_date": old, "write_date": old, "queue": f"{queue}-other"},
     }
     ids = {}
     for label, columns in rows.items():

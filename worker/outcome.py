@@ -19,7 +19,7 @@ import psycopg2
 from odoo import api
 
 from .. import config, serialization, task_record
-from . import connections, prepared_statements, retries
+from . import connections, prepared_statements, retries, workflow
 
 _logger = logging.getLogger(__name__)
 
@@ -54,8 +54,13 @@ def record_outcome(registry, record_id, state, result=None, exc=None, countdown=
     values = {**outcome_values(record_id, state, result=result, exc=exc), "countdown": countdown}
 
     def write():
-        with registry.cursor() as cr:
+        lock_connection = connections.lock_connection(registry.db_name)
+        with workflow.release_locks(lock_connection) as locks, registry.cursor() as cr:
             cr.execute(task_record.RETRY_TASK if state == task_record.RETRY else task_record.FINISH_TASK, values)
+            if state == task_record.FAILED:
+                workflow.stop_downstream(cr, record_id, "failed")
+            elif state == task_record.DONE:  # run in another database: its effects committed there
+                workflow.release_successors(cr, record_id, locks)
             if state != task_record.RETRY:
                 notify_outcome(cr, record_id)
 
@@ -78,6 +83,8 @@ def record_failure_outside_task(dbname, record_id, exc, task_uuid=None):
     try:
         with connections.main_process_cursor(dbname) as cr:
             cr.execute(query, values)
+            if cr.rowcount:
+                workflow.stop_downstream(cr, record_id, "failed")
     except psycopg2.Error as error:
         _logger.warning("celery_task: could not record the failure of task %s in %s: %s", record_id, dbname, error)
 

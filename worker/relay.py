@@ -15,6 +15,7 @@ import logging
 from celery import bootsteps
 
 from .. import app, config, task_record
+from . import workflow
 from .connections import main_process_cursor
 
 _logger = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ def relay_database(dbname, queues, delay):
     with main_process_cursor(dbname) as cr:
         cr.execute(task_record.EXPIRE_TASKS)
         expired = [row["id"] for row in cr.fetchall()]
+        for record_id in expired:
+            workflow.stop_downstream(cr, record_id, "expired")
         if expired:
             _logger.warning(
                 "celery_task relay: %d task(s) expired before running in %s: %s", len(expired), dbname, expired

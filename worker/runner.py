@@ -24,7 +24,7 @@ from ..exceptions import (
     UnknownTask,
     UnservedDatabase,
 )
-from . import claim, connections, outcome, retries
+from . import claim, connections, outcome, retries, workflow
 
 _logger = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def _wants_retry(spec, exc, row):
 def _run_once(origin, target, task, spec, row):
     """One attempt in one transaction: the method's effects and the task's outcome commit together."""
     cross_database = target is not origin
-    with connections.task_transaction(target) as cr:
+    lock_connection = connections.lock_connection(origin.db_name)
+    with workflow.release_locks(lock_connection) as locks, connections.task_transaction(target) as cr:
         if cross_database:
             registry, start = compat.check_signaling(target, cr), None
             cr.execute(task_record.MIRRORED, {"uuid": row["uuid"]})
@@ -129,6 +130,8 @@ def _run_once(origin, target, task, spec, row):
             elif not outcome.finish_done(cr, row["id"], result, notify=start.user_active):
                 _logger.info("%s[%s] was cancelled while it ran; nothing it did commits", task.name, row["uuid"])
                 raise Ignore()
+            elif row["workflow_id"]:
+                workflow.release_successors(cr, row["id"], locks)
             return result
 
 
@@ -157,12 +160,21 @@ def rebuild_call(cr, task, spec, row, start):
         raise RecordsGone(f"{model_name}{tuple(missing)!r} no longer exist in {cr.dbname}; {row['name']} did not run")
     payload = serialization.loads(row["args"], env)
     args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+    if row["receives"] != task_record.RECEIVES_NOTHING:
+        args = [*_received(cr, env, row), *args]
     try:
         spec.bind(records, args, kwargs)
     except TypeError as exc:
         raise BadArguments(str(exc)) from None
     records = records.with_context(celeryTask=task)
     return (records.sudo() if spec.sudo else records), args, kwargs
+
+
+def _received(cr, env, row):
+    """What a workflow's step receives first, from the records of the steps it waited for."""
+    cr.execute(task_record.PREDECESSOR_RESULTS, {"id": row["id"]})
+    results = [None if text is None else serialization.loads(text, env) for (text,) in cr.fetchall()]
+    return [results] if row["receives"] == task_record.RECEIVES_RESULTS else results[:1]
 
 
 def _resolve_user(env, row, start):

@@ -1,5 +1,6 @@
 """A model whose decorated methods exercise every path of the addon."""
 
+import json
 import os
 import time
 
@@ -108,6 +109,31 @@ class TaskTestItem(models.Model):
         if attempt < succeed_on:
             raise ValueError(f"attempt {attempt} of {succeed_on}")
         return attempt
+
+    @celeryTask(model="task.test.item", name="add")
+    def add(self, value, amount=1):
+        """A workflow step: ``value + amount``, written to the item, and handed to the next step."""
+        for item in self:
+            item.value = value + amount
+            item.runs += 1
+        return value + amount
+
+    @celeryTask(model="task.test.item", name="collect")
+    def collect(self, values):
+        """A chord's callback: keeps the results it was given, in the order it got them."""
+        self.write({"note": json.dumps(values)})
+        for item in self:
+            item.runs += 1
+        return values
+
+    @celeryTask(model="task.test.item", name="picky")
+    def picky(self, value=0):
+        """Fails until its item's note says ``fixed``: a step to requeue once the cause is gone."""
+        if self.note != "fixed":
+            raise UserError(f"{self.name} is not fixed yet")
+        for item in self:
+            item.runs += 1
+        return value
 
     def not_a_task(self):
         self.write({"note": "undecorated method ran"})

@@ -1,0 +1,14 @@
+"""A workflow's order: this step waits for that one. Written with the steps, read by the worker's release."""
+
+from odoo import fields, models
+
+
+class CeleryTaskLink(models.Model):
+    _name = "celery.task.link"
+    _description = "Celery Workflow Link"
+    _order = "successor_id, sequence"
+    _log_access = False
+
+    predecessor_id = fields.Many2one("celery.task", "Waited For", required=True, ondelete="cascade", index=True)
+    successor_id = fields.Many2one("celery.task", "Waiting Step", required=True, ondelete="cascade", index=True)
+    sequence = fields.Integer(help="The position of the predecessor's result among those the step receives.")

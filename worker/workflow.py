@@ -1,0 +1,95 @@
+"""Workflows in the worker: release a waiting step when what it waits for is done; stop it when that failed.
+
+A step waits for one step (a chain) or several (after a group, a chord's callback). It is released
+in the task transaction that commits the last of them, with that one's effects and ``done`` state,
+so a release is never lost nor repeated:
+
+- one predecessor: the finishing step releases it; no other transaction touches it.
+- several: the members finishing at the same time serialize on a session advisory lock of the
+  waiting step, taken on the pool process's lock connection and held until their transaction has
+  committed or rolled back. Holding it, a member counts, in read committed (a snapshot newer than
+  its own transaction's), the other predecessors not yet done: when there are none, it is the last,
+  and it releases the step. Each member commits before the next one counts, so the last one always
+  sees all the others done; a member that dies before its commit leaves the count unchanged.
+
+The released step is published after the commit, from the pool process, and marked sent; a
+publish that fails leaves it to the relay.
+"""
+
+import contextlib
+import logging
+
+import psycopg2
+
+from .. import app, task_record
+
+_logger = logging.getLogger(__name__)
+
+
+class ReleaseLocks:
+    """The waiting steps' locks one finishing task took; released once its transaction ended."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.held = []
+
+    def last_to_finish(self, successor_id, finished_id):
+        """Lock ``successor_id``'s release, then: True when ``finished_id`` is the last of its predecessors."""
+        values = {"lock_class": task_record.RELEASE_LOCK_CLASS, "id": successor_id, "finished": finished_id}
+        with self.connection.cursor() as cr:
+            cr.execute(task_record.LOCK_RELEASE, values)
+            self.held.append(successor_id)
+            cr.execute(task_record.UNFINISHED_PREDECESSORS, values)
+            return cr.fetchone()[0] == 0
+
+    def release_all(self):
+        with self.connection.cursor() as cr:
+            for successor_id in self.held:
+                cr.execute(task_record.UNLOCK, {"lock_class": task_record.RELEASE_LOCK_CLASS, "id": successor_id})
+        self.held.clear()
+
+
+@contextlib.contextmanager
+def release_locks(connection):
+    """Locks taken inside are released on the way out: wrap the task transaction in it."""
+    locks = ReleaseLocks(connection)
+    try:
+        yield locks
+    finally:
+        if locks.held:
+            locks.release_all()
+
+
+def release_successors(cr, record_id, locks):
+    """In the transaction that marks ``record_id`` done: release the waiting steps it was the last to wait on."""
+    cr.execute(task_record.WAITING_SUCCESSORS, {"id": record_id})
+    released = []
+    for successor_id, waits_for in cr.fetchall():
+        if waits_for > 1 and not locks.last_to_finish(successor_id, record_id):
+            continue
+        cr.execute(task_record.RELEASE_STEP, {"id": successor_id})
+        released.extend(cr.dictfetchall())
+    if released:
+        messages = [task_record.TaskMessage.from_row(cr.dbname, row) for row in released]
+        cr.postcommit.add(lambda: publish_released(locks.connection, messages))
+    return len(released)
+
+
+def publish_released(connection, messages):
+    """After the release committed: publish the released steps and mark those the broker took as sent."""
+    sent = [message.record_id for message in messages if app.publish(message)]
+    if not sent:
+        return
+    try:
+        with connection.cursor() as cr:
+            cr.execute(task_record.MARK_SENT, {"ids": sent})
+    except psycopg2.Error:
+        _logger.warning("celery_task: could not mark released steps %s as sent; the relay may send them again", sent)
+
+
+def stop_downstream(cr, record_id, why):
+    """Cancel the waiting steps that can never start now that ``record_id`` ``why`` (failed, ...)."""
+    cr.execute(task_record.CANCEL_DOWNSTREAM, {"id": record_id, "why": why})
+    if cr.rowcount:
+        _logger.info("celery_task: task record %s %s: %d waiting step(s) cancelled", record_id, why, cr.rowcount)
+    return cr.rowcount
