@@ -15,6 +15,7 @@
         "views/celery_task_views.xml",
         "views/celery_periodic_task_views.xml",
         "views/celery_workflow_views.xml",
+        "views/celery_task_limit_views.xml",
         "views/menus.xml",
     ],
     "assets": {

@@ -70,6 +70,7 @@ def register_task(spec):
         max_retries=spec.max_retries,
         time_limit=spec.time_limit,
         soft_time_limit=spec.soft_time_limit,
+        rate_limit=spec.rate_limit,
     )(run)
 
 

@@ -44,9 +44,21 @@ def celeryTask(
     time_limit=None,
     soft_time_limit=None,
     sudo=False,
+    unique=False,
+    unique_running=False,
+    concurrency=None,
+    limit=None,
+    rate_limit=None,
 ):
-    """Offload the decorated model method to Celery as task ``<model>.<name>``."""
+    """Offload the decorated model method to Celery as task ``<model>.<name>``.
+
+    ``unique``: True or ``key(records, *args, **kwargs) -> str``: a call while an equal task is
+    still waiting to run (or, with ``unique_running``, running) returns that task instead.
+    ``concurrency``: at most this many run at once across every worker; ``limit``: the name of a
+    limit several tasks share. ``rate_limit``: Celery's, per worker (``"10/m"``).
+    """
     options = dict(locals())
+    task_specs.check_options(options)
 
     def decorate(func):
         spec = task_specs.TaskSpec(

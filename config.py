@@ -6,6 +6,7 @@ A few of our own options (``enable_celery_task``, relay and retry knobs) are rea
 """
 
 import ast
+import functools
 import os
 
 from odoo.tools import config as odoo_config
@@ -24,6 +25,7 @@ ADDON_OPTIONS = {
     "relay_resend_after": 60.0,
     "concurrency_retries": 5,
     "concurrency_backoff": 0.1,
+    "task_limits": {},
 }
 
 DEFAULTS = {
@@ -102,6 +104,16 @@ def addon_option(name):
     """One of this addon's own knobs (relay, concurrency retries)."""
     value = _raw_options().get(name, ADDON_OPTIONS[name])
     return type(ADDON_OPTIONS[name])(value)
+
+
+@functools.cache
+def configured_limit_sizes():
+    """``celery_task_limits`` (``{"geocoding": 2}``): sizes of concurrency limits, checked once per process."""
+    sizes = addon_option("task_limits")
+    for name, size in sizes.items():
+        if type(size) is not int or size < 1:
+            raise ValueError(f"celery_task_limits: the size of limit {name!r} is {size!r}, not a number at least 1")
+    return sizes
 
 
 def async_enabled():

@@ -6,16 +6,19 @@ transaction asked for. The publisher thread sends it (see publisher.py); records
 not take are published again by the relay.
 """
 
+import contextlib
 import datetime
 import uuid
 
+import psycopg2.errors
 from celery.result import AsyncResult
 
-from . import serialization, task_record, task_specs
+from . import compat, serialization, task_record, task_specs
 from .app import celery_app
 from .publisher import publisher
 
 PENDING_KEY = "celery_task.outbox"
+UNIQUE_ATTEMPTS = 3
 
 
 def publish_after_commit(env, message):
@@ -39,9 +42,52 @@ def _schedule(spec, now):
 
 
 def enqueue(spec, records, args, kwargs):
-    """Write the task record in the caller's transaction; publish it once that commits."""
+    """Write the task record in the caller's transaction; publish it once that commits.
+
+    A unique task equal to one still open is not written: the open one's AsyncResult is returned.
+    """
     spec.bind(records, args, kwargs)
+    if spec.unique:
+        return _enqueue_unique(spec, records, args, kwargs)
     return _insert(task_record.INSERT_TASK, spec, records, args, kwargs, {})[0]
+
+
+def _enqueue_unique(spec, records, args, kwargs):
+    cr = records.env.cr
+    payload = _payload(spec, args, kwargs)
+    key = spec.identity_key(records, args, kwargs, spec.dbname or cr.dbname, payload)
+    extra = {"identity_key": key, "unique_running": spec.unique_running}
+    for _attempt in range(UNIQUE_ATTEMPTS):
+        try:
+            with cr.savepoint(flush=False):
+                return _insert(task_record.INSERT_UNIQUE_TASK, spec, records, args, kwargs, extra, log=False)[0]
+        except EqualTaskOpen:
+            pass
+        except psycopg2.errors.SerializationFailure:
+            pass  # an equal task committed after this transaction's snapshot: look on a connection of its own
+        found = _open_task(cr, key)
+        if found is not None:
+            return AsyncResult(found["uuid"], app=celery_app, task_name=found["name"])
+    raise RuntimeError(f"{spec.task_name}: an equal task kept opening and closing; {UNIQUE_ATTEMPTS} attempts")
+
+
+class EqualTaskOpen(Exception):
+    """The unique insert wrote nothing: an equal task is open."""
+
+
+def _open_task(cr, key):
+    cr.execute(task_record.OPEN_TASK, {"key": key})
+    row = cr.dictfetchone()
+    if row is not None:
+        return row
+    with contextlib.closing(compat.open_autocommit(cr.dbname)) as connection, connection.cursor() as fresh:
+        fresh.execute(task_record.OPEN_TASK, {"key": key})
+        found = fresh.fetchone()
+    return None if found is None else {"id": found[0], "uuid": found[1], "name": found[2]}
+
+
+def _payload(spec, args, kwargs):
+    return serialization.dumps({"args": list(args), "kwargs": kwargs}, path=f"{spec.task_name} arguments")
 
 
 def enqueue_step(spec, records, args, kwargs, workflow):
@@ -53,10 +99,10 @@ def enqueue_step(spec, records, args, kwargs, workflow):
     return _insert(task_record.INSERT_WORKFLOW_TASK, spec, records, args, kwargs, workflow)
 
 
-def _insert(statement, spec, records, args, kwargs, extra):
+def _insert(statement, spec, records, args, kwargs, extra, log=True):
     env = records.env
     cr = env.cr
-    payload = serialization.dumps({"args": list(args), "kwargs": kwargs}, path=f"{spec.task_name} arguments")
+    payload = _payload(spec, args, kwargs)
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
     eta, expires_at = _schedule(spec, now)
     task_uuid = str(uuid.uuid4())
@@ -78,10 +124,14 @@ def _insert(statement, spec, records, args, kwargs, extra):
             "expires_at": expires_at,
             "call_repr": task_specs.describe_call(records._name, records._ids, spec.method, args, kwargs),
             "now": now,
+            "limit_name": spec.limit_name,
             **extra,
         },
+        log_exceptions=log,
     )
     row = cr.dictfetchone()
+    if row is None:
+        raise EqualTaskOpen()
     if row["state"] == task_record.PENDING:
         publish_after_commit(env, task_record.TaskMessage.from_row(cr.dbname, row))
     return AsyncResult(task_uuid, app=celery_app, task_name=spec.task_name), row["id"]

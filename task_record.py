@@ -15,8 +15,13 @@ States::
                  |       |
                  |       +--claim (its eta passed)--> started
                  |
-    waiting, pending, retry, started --cancel (UI) or expiry (relay)--> cancelled
+    started --no free slot of its limit--> deferred --a slot freed (hand-off)--> pending
+    waiting, pending, deferred, retry, started --cancel (UI) or expiry (relay)--> cancelled
     failed, cancelled --requeue (UI), under a new uuid--> pending (waiting, if a step before it is not done)
+
+A unique task holds ``open_key`` (its ``identity_key``) while it counts as open, under a unique
+index: until its claim, or with ``unique_running`` until it finishes. A task with a limit holds
+one of its limit's slots (``slot_key`` advisory locks) while its method runs.
 
 A workflow's step waits for the steps linked before it (``celery_task_link``). When one of those
 does not end done, the waiting steps after it are cancelled (``exc_type`` STEP_STOPPED); a requeue
@@ -46,6 +51,7 @@ from .exceptions import MalformedMessage
 
 WAITING = "waiting"
 PENDING = "pending"
+DEFERRED = "deferred"
 STARTED = "started"
 RETRY = "retry"
 DONE = "done"
@@ -55,6 +61,7 @@ CANCELLED = "cancelled"
 STATE_LABELS = [
     (WAITING, "Waiting for its workflow"),
     (PENDING, "Pending"),
+    (DEFERRED, "Waiting for a free slot"),
     (STARTED, "Started"),
     (RETRY, "Waiting to retry"),
     (DONE, "Done"),
@@ -63,7 +70,7 @@ STATE_LABELS = [
 ]
 FINISHED_STATES = (DONE, FAILED, CANCELLED)
 REQUEUEABLE_STATES = (FAILED, CANCELLED)
-CANCELLABLE_STATES = (WAITING, PENDING, RETRY, STARTED)
+CANCELLABLE_STATES = (WAITING, PENDING, DEFERRED, RETRY, STARTED)
 
 #: What a workflow's step receives first: nothing more, the result before it, or a group's results.
 RECEIVES_NOTHING = "nothing"
@@ -79,6 +86,9 @@ LOCK_CLASS = 0x0CE1
 #: A waiting step's release lock: ``(RELEASE_LOCK_CLASS, record id)`` (see worker/workflow.py).
 RELEASE_LOCK_CLASS = 0x0CE2
 
+# A limit's slots and gate are session advisory locks on one 64-bit key each, a hash of the
+# limit's name (see worker/limits.py): another key space than the two-part task locks.
+
 #: The transaction's time as Odoo stores datetimes (UTC, without time zone).
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
@@ -87,25 +97,47 @@ NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 INSERT_TASK = """
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
-        queue, priority, eta, expires_at, call_repr, state, attempts,
+        queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
         create_uid, create_date, write_uid, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        'pending', 0, %(uid)s, %(now)s, %(uid)s, %(now)s
+        'pending', 0, %(limit_name)s, %(uid)s, %(now)s, %(uid)s, %(now)s
     ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
 """
+
+# A unique task: nothing is inserted while an open task has the same key (the unique index on
+# open_key). Inside a savepoint: under repeatable read, an equal task committed after this
+# transaction's snapshot is a serialization failure, which the savepoint keeps from the caller.
+INSERT_UNIQUE_TASK = """
+    INSERT INTO celery_task (
+        uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
+        queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
+        identity_key, open_key, unique_running, create_uid, create_date, write_uid, write_date
+    ) VALUES (
+        %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
+        %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
+        'pending', 0, %(limit_name)s, %(identity_key)s, %(identity_key)s, %(unique_running)s,
+        %(uid)s, %(now)s, %(uid)s, %(now)s
+    )
+    ON CONFLICT (open_key) WHERE open_key IS NOT NULL DO NOTHING
+    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+"""
+
+# The open task holding a unique key (read on a connection of its own when this one cannot see it).
+OPEN_TASK = "SELECT id, uuid, name FROM celery_task WHERE open_key = %(key)s"
 
 # A workflow's step: pending when it can start at once, waiting otherwise.
 INSERT_WORKFLOW_TASK = """
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
-        queue, priority, eta, expires_at, call_repr, state, attempts, workflow_id, workflow_root_id, receives,
-        create_uid, create_date, write_uid, write_date
+        queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
+        workflow_id, workflow_root_id, receives, create_uid, create_date, write_uid, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        %(state)s, 0, %(workflow_id)s, %(workflow_root_id)s, %(receives)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+        %(state)s, 0, %(limit_name)s, %(workflow_id)s, %(workflow_root_id)s, %(receives)s,
+        %(uid)s, %(now)s, %(uid)s, %(now)s
     ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
 """
 
@@ -198,7 +230,7 @@ LOCK_AND_CLAIM = """
         UPDATE celery_task
            SET state = 'started', attempts = attempts + 1, started_at = (now() AT TIME ZONE 'UTC'),
                sent_at = COALESCE(sent_at, (now() AT TIME ZONE 'UTC')), worker_host = %(host)s,
-               write_date = (now() AT TIME ZONE 'UTC')
+               write_date = (now() AT TIME ZONE 'UTC'), open_key = CASE WHEN unique_running THEN open_key END
          WHERE id = %(id)s AND uuid = %(uuid)s AND name = %(name)s
            AND state IN ('pending', 'retry', 'started') AND (SELECT locked FROM lock)
      RETURNING id, uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
@@ -255,7 +287,8 @@ FINISH_STARTED = """
     UPDATE celery_task
        SET state = %(state)s, done_at = (clock_timestamp() AT TIME ZONE 'UTC'),
            write_date = (clock_timestamp() AT TIME ZONE 'UTC'),
-           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
+           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
+           open_key = NULL
      WHERE id = %(id)s AND state = 'started'
 """
 
@@ -263,7 +296,8 @@ FINISH_STARTED = """
 FINISH_TASK = """
     UPDATE celery_task
        SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
-           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
+           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
+           open_key = NULL
      WHERE id = %(id)s
 """
 
@@ -279,7 +313,8 @@ RETRY_TASK = """
 FAIL_UNFINISHED = """
     UPDATE celery_task
        SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
-           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
+           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
+           open_key = NULL
      WHERE id = %(id)s AND state NOT IN ('done', 'cancelled')
 """
 
@@ -287,7 +322,8 @@ FAIL_UNFINISHED = """
 FAIL_UNFINISHED_UUID = """
     UPDATE celery_task
        SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
-           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
+           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
+           open_key = NULL
      WHERE id = %(id)s AND uuid = %(uuid)s AND state NOT IN ('done', 'cancelled')
 """
 
@@ -318,13 +354,72 @@ UPSERT_PROGRESS = """
            message = EXCLUDED.message, meta = EXCLUDED.meta, write_date = EXCLUDED.write_date
 """
 
+# -- worker: limits (see worker/limits.py) -----------------------------------------------------
+
+# One round trip: the limit's size (the UI record, else the size the worker was given) and the
+# first free slot, taken; then the task's start, when it got one. Materialized: evaluated once.
+TAKE_SLOT = """
+    WITH size AS MATERIALIZED (
+        SELECT COALESCE((SELECT size FROM celery_task_limit WHERE name = %(limit)s), %(size)s) AS n
+    ),
+    slot AS MATERIALIZED (
+        SELECT slot FROM generate_series(0, (SELECT n FROM size) - 1) AS slot
+         WHERE pg_try_advisory_lock(hashtextextended(%(limit)s || ':' || slot, 0))
+         LIMIT 1
+    )
+    UPDATE celery_task SET started_at = (clock_timestamp() AT TIME ZONE 'UTC')
+     WHERE id = %(id)s AND EXISTS (SELECT 1 FROM slot)
+    RETURNING (SELECT slot FROM slot) AS slot
+"""
+
+RELEASE_SLOT = "SELECT pg_advisory_unlock(hashtextextended(%(limit)s || ':' || %(slot)s, 0))"
+
+# Taking a slot when none is free, and handing a freed one on, take turns on the limit's gate.
+LOCK_GATE = "SELECT pg_advisory_lock(hashtextextended('gate:' || %(limit)s, 0))"
+UNLOCK_GATE = "SELECT pg_advisory_unlock(hashtextextended('gate:' || %(limit)s, 0))"
+
+# No free slot: the claimed task waits, unpublished, for one to be handed on.
+DEFER_TASK = """
+    UPDATE celery_task
+       SET state = 'deferred', attempts = attempts - 1, started_at = NULL, sent_at = NULL, worker_host = NULL,
+           write_date = (now() AT TIME ZONE 'UTC')
+     WHERE id = %(id)s AND state = 'started'
+"""
+
+# Under the gate: as many deferred tasks of the limit as it has room for (its size, less the tasks
+# of the limit running or about to claim), oldest first, back to pending.
+HAND_OFF = """
+    WITH size AS (SELECT COALESCE((SELECT size FROM celery_task_limit WHERE name = %(limit)s), %(size)s) AS n),
+    busy AS (
+        SELECT count(*) AS n FROM celery_task
+         WHERE done_at IS NULL AND limit_name = %(limit)s AND state IN ('started', 'pending')
+    ),
+    handed AS (
+        SELECT id FROM celery_task
+         WHERE done_at IS NULL AND limit_name = %(limit)s AND state = 'deferred'
+         ORDER BY id
+         LIMIT greatest((SELECT n FROM size) - (SELECT n FROM busy), 0)
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE celery_task SET state = 'pending', write_date = (now() AT TIME ZONE 'UTC')
+     WHERE id IN (SELECT id FROM handed)
+    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+"""
+
+# The relay's net: limits whose deferred tasks waited a while (their hand-off may have been lost
+# with a worker).
+DEFERRED_LIMITS = """
+    SELECT DISTINCT limit_name FROM celery_task
+     WHERE done_at IS NULL AND state = 'deferred' AND queue = ANY(%(queues)s) AND write_date < %(cutoff)s
+"""
+
 # -- worker's relay ---------------------------------------------------------------------------
 
 EXPIRE_TASKS = """
     UPDATE celery_task
        SET state = 'cancelled', done_at = (now() AT TIME ZONE 'UTC'), exc_type = 'expired',
-           exc_message = 'the task expired before a worker ran it'
-     WHERE done_at IS NULL AND state IN ('pending', 'retry') AND expires_at < (now() AT TIME ZONE 'UTC')
+           exc_message = 'the task expired before a worker ran it', open_key = NULL
+     WHERE done_at IS NULL AND state IN ('pending', 'retry', 'deferred') AND expires_at < (now() AT TIME ZONE 'UTC')
  RETURNING id
 """
 

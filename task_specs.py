@@ -4,8 +4,13 @@ import contextvars
 import dataclasses
 import datetime
 import functools
+import hashlib
 import inspect
+import json
+import re
 from collections.abc import Callable
+
+from . import config
 
 SPECS = {}
 
@@ -32,10 +37,43 @@ class TaskSpec:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     sudo: bool = False
+    unique: bool | Callable = False
+    unique_running: bool = False
+    concurrency: int | None = None
+    limit: str | None = None
+    rate_limit: str | None = None
 
     @property
     def task_name(self):
         return f"{self.model}.{self.name}"
+
+    @property
+    def limit_name(self):
+        """The limit this task counts against: its ``limit``, or its own name with ``concurrency``; None."""
+        return self.limit or (self.task_name if self.concurrency else None)
+
+    @property
+    def default_limit_size(self):
+        """The size of its limit when no ``celery.task.limit`` record gives one: the config's, its concurrency, 1."""
+        return config.configured_limit_sizes().get(self.limit_name) or self.concurrency or 1
+
+    def identity_key(self, records, args, kwargs, dbname, payload):
+        """The key equal open tasks share, or None for a task that is not unique.
+
+        ``payload``: the arguments as stored (JSON with sorted keys), so equal means stored equal.
+        """
+        if not self.unique:
+            return None
+        if self.unique is True:
+            call = json.dumps([dbname, records._name, sorted(records._ids), payload])
+            return f"{self.task_name}:{hashlib.sha256(call.encode()).hexdigest()}"
+        try:
+            key = self.unique(records, *args, **kwargs)
+        except Exception as exc:
+            raise ValueError(f"{self.task_name}: its unique key function raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"{self.task_name}: its unique key function returned {key!r:.80}, not a non-empty string")
+        return f"{self.task_name}:{key}"
 
     @functools.cached_property
     def signature(self):
@@ -47,6 +85,25 @@ class TaskSpec:
             return self.signature.bind(records, *args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.task_name}{self.signature}: {exc}") from None
+
+
+RATE_LIMIT = re.compile(r"^\d+(\.\d+)?(/[smh])?$")
+
+
+def check_options(options):
+    """Refuse, when the module is imported, a decorator option that cannot work; say which and why."""
+    where = f"@celeryTask(model={options['model']!r}, name={options['name']!r})"
+    unique, concurrency, limit, rate_limit = (options[key] for key in ("unique", "concurrency", "limit", "rate_limit"))
+    if not isinstance(unique, bool) and not callable(unique):
+        raise TypeError(f"{where}: unique is True, False or a key(records, *args, **kwargs) -> str, not {unique!r}")
+    if options["unique_running"] and not unique:
+        raise TypeError(f"{where}: unique_running needs unique")
+    if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
+        raise ValueError(f"{where}: concurrency is a number of tasks at once, at least 1, not {concurrency!r}")
+    if limit is not None and (not isinstance(limit, str) or not limit.strip()):
+        raise TypeError(f"{where}: limit is the name of a limit, not {limit!r}")
+    if rate_limit is not None and not (isinstance(rate_limit, str) and RATE_LIMIT.match(rate_limit)):
+        raise ValueError(f"{where}: rate_limit is Celery's, such as '10/m' (per s, m or h), not {rate_limit!r}")
 
 
 def add(spec):

@@ -12,7 +12,7 @@ import uuid
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
-from .. import compat, task_record
+from .. import compat, task_record, task_specs
 from ..app import celery_app
 from ..outbox import publish_after_commit
 
@@ -42,6 +42,9 @@ PROTECTED_FIELDS = frozenset(
         "workflow_id",
         "workflow_root_id",
         "receives",
+        "identity_key",
+        "unique_running",
+        "limit_name",
     }
 )
 
@@ -105,6 +108,13 @@ class CeleryTask(models.Model):
         default=task_record.RECEIVES_NOTHING,
         readonly=True,
     )
+    identity_key = fields.Char(
+        "Unique Key", readonly=True, help="Equal calls while a task with this key is open return that task."
+    )
+    open_key = fields.Char(readonly=True, help="The unique key while the task counts as open; empty after.")
+    unique_running = fields.Boolean("Unique While Running", readonly=True)
+    limit_name = fields.Char("Limit", readonly=True, help="The concurrency limit whose slots this task takes.")
+    limit_size = fields.Integer("Limit Size", compute="_compute_limit_size")
     previous_task_ids = fields.Many2many("celery.task", string="Previous Steps", compute="_compute_steps")
     next_task_ids = fields.Many2many("celery.task", string="Next Steps", compute="_compute_steps")
     member_task_ids = fields.Many2many("celery.task", string="Members", compute="_compute_steps")
@@ -118,6 +128,17 @@ class CeleryTask(models.Model):
         cr.execute("ALTER TABLE celery_task SET (fillfactor = 80)")
         cr.execute("DROP INDEX IF EXISTS celery_task_relay_idx")  # on state: made every claim a non-HOT update
         cr.execute("CREATE INDEX IF NOT EXISTS celery_task_unfinished_idx ON celery_task (id) WHERE done_at IS NULL")
+        # Unique tasks: one open task per key, whoever inserts it (the claim and the sent mark never
+        # change open_key on other tasks, so they stay HOT).
+        cr.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS celery_task_open_key_unique ON celery_task (open_key)"
+            " WHERE open_key IS NOT NULL"
+        )
+        # A limit's unfinished tasks: its deferred ones, the room it has (done_at already has a partial index).
+        cr.execute(
+            "CREATE INDEX IF NOT EXISTS celery_task_limit_unfinished_idx ON celery_task (limit_name, id)"
+            " WHERE done_at IS NULL AND limit_name IS NOT NULL"
+        )
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -158,6 +179,13 @@ class CeleryTask(models.Model):
             task.progress_total = total
             task.progress_message = row.message if row else False
             task.progress_label = f"{current:g} / {total:g}" if total else False
+
+    def _compute_limit_size(self):
+        sizes = dict(self.env["celery.task.limit"].sudo().search([]).mapped(lambda limit: (limit.name, limit.size)))
+        for task in self:
+            spec = task_specs.SPECS.get(task.name)
+            default = spec.default_limit_size if spec and spec.limit_name == task.limit_name else 1
+            task.limit_size = sizes.get(task.limit_name, default) if task.limit_name else 0
 
     def _compute_steps(self):
         """The steps around each task in its workflow, and its group's progress (k of n done)."""
@@ -249,7 +277,12 @@ class CeleryTask(models.Model):
                 )
             )
         running = self.filtered(lambda task: task.state == task_record.STARTED)
-        values = {"state": task_record.CANCELLED, "done_at": fields.Datetime.now(), "exc_type": "cancelled"}
+        values = {
+            "state": task_record.CANCELLED,
+            "done_at": fields.Datetime.now(),
+            "exc_type": "cancelled",
+            "open_key": False,
+        }
         who = self.env.user.name
         (self - running).write({**values, "exc_message": _("Cancelled by %s; no worker will run it.", who)})
         running.write({**values, "exc_message": _("Cancelled by %s while running; revoked.", who)})

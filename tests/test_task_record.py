@@ -32,12 +32,13 @@ def worker(odoo_stack):
 @contextlib.contextmanager
 def claiming(stack, row, task_uuid=None):
     """Claim ``row`` as the pool process that runs its message does: yields (the task, the claimed row or None)."""
+    from odoo.addons.celery_task import task_specs
     from odoo.addons.celery_task.worker import claim
 
     task = stack.app.tasks[row["name"]]
     task.push_request(id=task_uuid or row["uuid"], hostname=HOST, args=[stack.db, row["id"]], kwargs={})
     try:
-        with claim.claimed(stack.registry, task, row["model_name"], row["id"]) as claimed:
+        with claim.claimed(stack.registry, task, task_specs.SPECS[row["name"]], row["id"]) as claimed:
             yield task, claimed
     finally:
         task.pop_request()

@@ -18,7 +18,7 @@ from odoo.modules.registry import Registry
 
 from .. import compat, task_record
 from ..exceptions import MalformedMessage, UnknownTask
-from . import connections, outcome, prepared_statements, retries
+from . import connections, limits, outcome, prepared_statements, retries
 
 _logger = logging.getLogger(__name__)
 
@@ -33,25 +33,36 @@ class TaskStart:
 
 
 @contextlib.contextmanager
-def claimed(registry, task, model_name, record_id):
-    """Lock and claim the record; yields its row, or None when there is nothing to run.
+def claimed(registry, task, spec, record_id):
+    """Lock and claim the record, and a slot of its limit; yields its row, or None when there is nothing to run.
 
     The lock is held until the outcome is recorded: released at once when the task did not end
     done (a retry or a requeue may publish it again right away), else by this process's next claim.
+    The slot is freed and handed on as soon as the outcome is recorded.
     """
     dbname = registry.db_name
-    row = retries.with_transient_retries(task.name, lambda: _lock_and_claim(registry, task, model_name, record_id))
+    row = retries.with_transient_retries(task.name, lambda: _lock_and_claim(registry, task, spec.model, record_id))
     if row is None:
         yield None
         return
-    with outcome.progress_on(connections.lock_connection(dbname), record_id):
-        try:
-            yield row
-        except BaseException:
-            unlock(dbname, record_id)
-            raise
-        # Done, and nothing publishes a done task again: the lock can wait for this process's next claim.
-        connections.release_with_next_claim(dbname, record_id)
+    connection = connections.lock_connection(dbname)
+    slot = limits.take_slot(connection, spec, record_id) if spec.limit_name else None
+    if spec.limit_name and slot is None:
+        unlock(dbname, record_id)
+        yield None
+        return
+    try:
+        with outcome.progress_on(connection, record_id):
+            try:
+                yield row
+            except BaseException:
+                unlock(dbname, record_id)
+                raise
+            # Done, and nothing publishes a done task again: the lock can wait for this process's next claim.
+            connections.release_with_next_claim(dbname, record_id)
+    finally:
+        if slot is not None:
+            limits.give_back(connection, spec, slot, dbname)
 
 
 def _lock_and_claim(registry, task, model_name, record_id):

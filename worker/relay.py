@@ -9,13 +9,14 @@ the worker's claim skips them. It runs in the worker's main process, in the even
 on short-lived connections.
 """
 
+import contextlib
 import datetime
 import logging
 
 from celery import bootsteps
 
-from .. import app, config, task_record
-from . import workflow
+from .. import app, compat, config, task_record, task_specs
+from . import limits, workflow
 from .connections import main_process_cursor
 
 _logger = logging.getLogger(__name__)
@@ -108,6 +109,22 @@ def relay_database(dbname, queues, delay):
         return len(published)
 
 
+def hand_off_deferred(dbname, queues, delay):
+    """Publish deferred tasks whose limit has room and that waited over ``delay``: their hand-off was lost."""
+    with main_process_cursor(dbname) as cr:
+        cr.execute(task_record.DEFERRED_LIMITS, {"cutoff": _ago(delay), "queues": list(queues)})
+        names = [row["limit_name"] for row in cr.fetchall()]
+    handed = 0
+    for name in names:
+        spec = next((spec for spec in task_specs.SPECS.values() if spec.limit_name == name), None)
+        size = spec.default_limit_size if spec else 1
+        with contextlib.closing(compat.open_autocommit(dbname)) as connection:
+            handed += limits.hand_off(connection, name, size, dbname)
+    if handed:
+        _logger.info("celery_task relay: %d deferred task(s) of %s published for a free slot", handed, dbname)
+    return handed
+
+
 def relay_all(queues):
     """Relay for every served database, only tasks of the queues this worker consumes.
 
@@ -120,6 +137,7 @@ def relay_all(queues):
         try:
             relay_database(dbname, queues, delay)
             resend_lost(dbname, queues, resend_after)
+            hand_off_deferred(dbname, queues, delay)
         except Exception:
             _logger.exception("celery_task relay failed for %s", dbname)
 

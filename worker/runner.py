@@ -37,7 +37,7 @@ def run(task, spec):
     except Reject as rejection:
         outcome.record_failure_outside_task(dbname, record_id, rejection.reason, task_uuid=task.request.id)
         raise
-    with claim.claimed(registry, task, spec.model, record_id) as row:
+    with claim.claimed(registry, task, spec, record_id) as row:
         if row is None:
             raise Ignore()
         return execute(registry, task, spec, row)

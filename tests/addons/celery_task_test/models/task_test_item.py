@@ -135,5 +135,51 @@ class TaskTestItem(models.Model):
             item.runs += 1
         return value
 
+    @celeryTask(model="task.test.item", name="unique_bump", unique=True)
+    def unique_bump(self, amount=1):
+        """Unique by its records and arguments: an equal call while one waits returns that one."""
+        for item in self:
+            item.value += amount
+            item.runs += 1
+        return self.mapped("value")
+
+    @celeryTask(model="task.test.item", name="tagged", unique=lambda records, tag, seconds=0: tag, unique_running=True)
+    def tagged(self, tag, seconds=0):
+        """Unique by its tag, also while it runs."""
+        time.sleep(seconds)
+        for item in self:
+            item.runs += 1
+        return tag
+
+    @celeryTask(model="task.test.item", name="limited", concurrency=2)
+    def limited(self, seconds=0.5):
+        """At most two at once, everywhere; its start and end are on its task record."""
+        self.mapped("value")
+        time.sleep(seconds)
+        for item in self:
+            item.runs += 1
+        return seconds
+
+    @celeryTask(model="task.test.item", name="geocode", limit="ct_test_geocoding")
+    def geocode(self, seconds=0.3):
+        """Counts against a limit named apart from the task, sized by a celery.task.limit record."""
+        time.sleep(seconds)
+        for item in self:
+            item.runs += 1
+        return seconds
+
+    @celeryTask(model="task.test.item", name="rated", rate_limit="30/m")
+    def rated(self):
+        for item in self:
+            item.runs += 1
+
+    @celeryTask(model="task.test.item", name="bad_key", unique=lambda records: len(records))
+    def bad_key(self):
+        """Its unique key is not a string: every call is refused."""
+
+    @celeryTask(model="task.test.item", name="raising_key", unique=lambda records: records.no_such_field)
+    def raising_key(self):
+        """Its unique key function raises: every call is refused."""
+
     def not_a_task(self):
         self.write({"note": "undecorated method ran"})
