@@ -74,6 +74,11 @@ def register_task(spec):
     )(run)
 
 
+def broker_queue(queue, dbname):
+    """The broker's queue of a task of ``dbname`` bound for ``queue`` (see ``config.database_queues``)."""
+    return f"{queue}.{dbname}" if config.database_queues() else queue
+
+
 def _utc(moment):
     return moment.replace(tzinfo=datetime.timezone.utc) if moment else None
 
@@ -85,7 +90,7 @@ def publish(message):
             message.task_name,
             args=message.args,
             task_id=message.task_uuid,
-            queue=message.queue,
+            queue=broker_queue(message.queue, message.dbname),
             eta=_utc(message.eta),
             expires=_utc(message.expires_at),
             priority=message.priority,
@@ -111,6 +116,8 @@ def reconfigure(**overrides):
 
     Wait for the publisher first (``publisher.wait_idle``) to send what was committed for the old broker.
     """
+    config.database_queues.cache_clear()
+    config.configured_limit_sizes.cache_clear()
     celery_app.conf.update(config.celery_settings())
     celery_app.conf.update(overrides)
     celery_app._pool = None

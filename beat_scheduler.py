@@ -16,7 +16,7 @@ from celery import beat
 from odoo import api
 from odoo.modules.registry import Registry
 
-from . import config
+from . import databases
 
 _logger = logging.getLogger(__name__)
 
@@ -56,12 +56,13 @@ class DatabaseScheduler(beat.Scheduler):
 
     @property
     def info(self):
-        return f"    . databases -> {', '.join(config.served_databases()) or 'none (set db_name)'}"
+        mode = "" if databases.configured() else " (every database with celery_task, found as they come)"
+        return f"    . databases -> {', '.join(databases.served()) or 'none yet'}{mode}"
 
     def _refresh(self):
         """Reload the entries when a database's periodic tasks changed since the last look."""
         self._checked_at = time.monotonic()
-        versions = {dbname: self._version(dbname) for dbname in config.served_databases()}
+        versions = {dbname: self._version(dbname) for dbname in databases.served()}
         if versions == self._versions:
             return
         self._versions = versions

@@ -10,7 +10,7 @@ import functools
 import psycopg2
 
 from odoo import release, sql_db
-from odoo.modules.registry import _CACHES_BY_KEY
+from odoo.modules.registry import _CACHES_BY_KEY, Registry
 from odoo.sql_db import connection_info_for
 
 #: The series this addon is tested on, by major version.
@@ -86,6 +86,11 @@ def signaling_sql():
 def registry_is_current(registry, registry_sequence, cache_sequences):
     """True when ``registry`` already holds what the signaling sequences say (``check_signaling`` would do nothing)."""
     return registry.registry_sequence == registry_sequence and registry.cache_sequences == cache_sequences
+
+
+def forget_registry(dbname):
+    """Drop ``dbname``'s registry from this process (its database is gone)."""
+    Registry.delete(dbname)
 
 
 def set_transaction_now(cr, now):

@@ -26,7 +26,12 @@ ADDON_OPTIONS = {
     "concurrency_retries": 5,
     "concurrency_backoff": 0.1,
     "task_limits": {},
+    "database_scan_interval": 5.0,
+    "registries_per_process": 8,
 }
+
+# Options whose default is None: read as they are, not converted to the default's type.
+OPTIONAL_ADDON_OPTIONS = {"database_queues": None}
 
 DEFAULTS = {
     "broker_url": "redis://127.0.0.1:6379/0",
@@ -93,7 +98,7 @@ def celery_settings():
     """The Celery configuration: our defaults, then odoo.conf, then the environment."""
     settings = dict(DEFAULTS)
     for key, value in _raw_options().items():
-        if key in ADDON_OPTIONS:
+        if key in ADDON_OPTIONS or key in OPTIONAL_ADDON_OPTIONS:
             continue
         default = DEFAULTS.get(key)
         settings[key] = {**default, **value} if isinstance(default, dict) and isinstance(value, dict) else value
@@ -102,8 +107,23 @@ def celery_settings():
 
 def addon_option(name):
     """One of this addon's own knobs (relay, concurrency retries)."""
+    if name in OPTIONAL_ADDON_OPTIONS:
+        return _raw_options().get(name, OPTIONAL_ADDON_OPTIONS[name])
     value = _raw_options().get(name, ADDON_OPTIONS[name])
     return type(ADDON_OPTIONS[name])(value)
+
+
+@functools.cache
+def database_queues():
+    """Whether each database's tasks go to a queue of their own (``<queue>.<database>``).
+
+    ``celery_database_queues``; by default on when ``db_name`` is unset (every database of the
+    server is served): a backlog in one database then never holds up another's tasks.
+    """
+    value = addon_option("database_queues")
+    if value is None:
+        return not (odoo_config.get("db_name") or None)
+    return bool(value)
 
 
 @functools.cache
@@ -120,11 +140,3 @@ def async_enabled():
     """``enable_celery_task`` (env ``ODOO_ENABLE_CELERY_TASK``); off means decorated calls run inline."""
     raw = os.environ.get("ODOO_ENABLE_CELERY_TASK", odoo_config.get("enable_celery_task", False))
     return bool(parse_value(raw))
-
-
-def served_databases():
-    """The databases a worker serves: ``db_name`` from the config, comma-separated."""
-    names = odoo_config.get("db_name") or ""
-    if isinstance(names, (list, tuple)):
-        names = ",".join(names)
-    return [name.strip() for name in names.split(",") if name.strip()]

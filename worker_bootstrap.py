@@ -8,8 +8,13 @@ registry of every served database (``db_name``, comma-separated) is loaded befor
 every decorated method is a registered task; then all connections are closed before the pool forks.
 """
 
+import ast
+import contextlib
+import glob
+import importlib
 import logging
 import os
+import pathlib
 import sys
 import warnings
 
@@ -63,20 +68,50 @@ def _ensure_addon_importable():
 
 
 def _load_registries():
+    """Named databases: their registries, loaded before the pool forks. Every database: the code only.
+
+    Loading a registry imports its modules, and with them every decorated method; when the
+    databases are found on the server, the code of every addon that depends on celery_task is
+    imported instead, and each pool process loads a database's registry when a task needs it,
+    at most ``celery_registries_per_process`` at once (Odoo's registry LRU).
+    """
     from odoo import sql_db
     from odoo.modules.registry import Registry
+    from odoo.tools import config as odoo_config
 
-    from odoo.addons.celery_task import config
+    from odoo.addons.celery_task import config, databases
 
-    databases = config.served_databases()
-    if not databases:
-        raise SystemExit("celery_task: no database to serve; set db_name in the Odoo config or pass -d")
-    for dbname in databases:
+    named = databases.configured()
+    if not named:
+        databases.check_discovery_allowed()
+        if not odoo_config.get("registry_lru_size"):
+            odoo_config["registry_lru_size"] = config.addon_option("registries_per_process")
+        for name in sorted(_addons_depending_on("celery_task")):
+            importlib.import_module(f"odoo.addons.{name}")
+        return []
+    for dbname in named:
         registry = Registry(dbname)
         if "celery.task" not in registry:
             raise SystemExit(f"celery_task: the celery_task module is not installed in database {dbname!r}")
     sql_db.close_all()
-    return databases
+    return named
+
+
+def _addons_depending_on(addon):
+    """The addons on the addons path that depend on ``addon``, directly or not, from their manifests."""
+    import odoo.addons
+
+    depends = {}
+    for folder in odoo.addons.__path__:
+        for manifest in glob.glob(os.path.join(folder, "*", "__manifest__.py")):
+            with contextlib.suppress(OSError, SyntaxError, ValueError):
+                name = os.path.basename(os.path.dirname(manifest))
+                depends.setdefault(name, ast.literal_eval(pathlib.Path(manifest).read_text()).get("depends", []))
+    found, more = set(), {addon}
+    while more:
+        found |= more
+        more = {name for name, needs in depends.items() if found.intersection(needs)} - found
+    return found
 
 
 def parse_odoo_config(odoo_args):

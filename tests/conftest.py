@@ -64,9 +64,10 @@ def odoo_stack(tmp_path_factory):
         celery_concurrency_backoff="0.05",
     )
     parse_config(config_path)
-    harness.create_database(config_path, databases[0], "celery_task_test", log_dir / "install.log")
-    harness.copy_database(databases[0], databases[1])
+    template = harness.create_database(config_path, databases[0], "celery_task_test", log_dir / "install.log")
+    harness.copy_database(template, databases[1])
     stack = harness.Stack(home, config_path, databases, log_dir)
+    stack.template = template
     yield stack
     stack.stop()
     from odoo import sql_db
@@ -112,5 +113,19 @@ def fault_worker(stack, request):
         return worker
 
     yield make
-    for worker in made:
-        worker.stop()
+    for worker in made:  # its test is over: no need to wait for a warm shutdown
+        worker.kill()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """Start a redis-server of the test's own (``harness.PrivateRedis``); every one is stopped after the test."""
+    servers = []
+
+    def start():
+        servers.append(harness.PrivateRedis(tmp_path).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -108,11 +108,12 @@ class OdooHome:
 
 
 def create_database(config_path, dbname, modules, log_path):
-    """A new database with ``modules`` installed by Odoo's own command line.
+    """A new database with ``modules`` installed by Odoo's own command line; returns its template.
 
     The installed database is kept as a template named after everything the install reads (the
     addon's files, the test addon's, the Odoo series and tree), so the next run with the same
-    sources copies it in a second. ``CI`` or ``CELERY_TASK_TEST_FRESH_DB`` set: always installs.
+    sources copies it in a second, and tests copy it for databases of their own. ``CI`` or
+    ``CELERY_TASK_TEST_FRESH_DB`` set: always installs (and makes the template anew).
     """
     import odoo.release
 
@@ -123,7 +124,7 @@ def create_database(config_path, dbname, modules, log_path):
     fresh = os.environ.get("CI") or os.environ.get("CELERY_TASK_TEST_FRESH_DB")
     if not fresh and _database_exists(template):
         copy_database(template, dbname)
-        return
+        return template
     drop_database(dbname)
     with open(log_path, "w") as log:
         subprocess.run(
@@ -133,10 +134,10 @@ def create_database(config_path, dbname, modules, log_path):
             stderr=subprocess.STDOUT,
             cwd=tempfile.gettempdir(),
         )
-    if not fresh:
-        for stale in _databases_like(f"{TEMPLATE_PREFIX}{odoo.release.version_info[0]}_%"):
-            drop_database(stale)
-        copy_database(dbname, template)
+    for stale in _databases_like(f"{TEMPLATE_PREFIX}{odoo.release.version_info[0]}_%"):
+        drop_database(stale)
+    copy_database(dbname, template)
+    return template
 
 
 def _installed_files():
@@ -252,6 +253,8 @@ class Worker:
 
     def kill(self):
         """SIGKILL the whole worker: main process and pool children."""
+        if self.process is None or self.process.poll() is not None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
@@ -303,6 +306,10 @@ class Stack:
             env={"ODOO_CELERY_BROKER_URL": BROKERS[broker], "ODOO_CELERY_DEFAULT_QUEUE": queue, **(env or {})},
             **kwargs,
         )
+
+    def odoo_command(self, config_path=None):
+        """Odoo's own command line, with the config of the tests (or ``config_path``)."""
+        return [sys.executable, "-m", "odoo", "-c", str(config_path or self.config_path)]
 
     def reconfigure(self, **settings):
         """Apply ``settings`` to the caller's app, once what was committed for the old ones is published."""
@@ -391,6 +398,23 @@ class Stack:
     def stop(self):
         for worker in self.workers.values():
             worker.stop()
+
+
+class Beat(Worker):
+    """A real ``celery beat`` process on the database scheduler, looking at the database every second."""
+
+    def command(self):
+        return [*self.entry, "beat", "-l", "info", "--max-interval", "1"]
+
+    def wait_started(self, timeout=60):
+        """Until beat printed its banner, right before its scheduler starts ticking."""
+
+        def started():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"beat exited with {self.process.returncode}:\n{self.log_tail()}")
+            return "maxinterval ->" in self.log()
+
+        wait_for(started, timeout, interval=0.2, what="beat to start")
 
 
 def free_port():

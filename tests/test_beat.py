@@ -14,23 +14,6 @@ ADMIN_UID = 2
 N = 5
 
 
-class Beat(harness.Worker):
-    """A real ``celery beat`` process on the database scheduler, looking at the database every second."""
-
-    def command(self):
-        return [*self.entry, "beat", "-l", "info", "--max-interval", "1"]
-
-    def wait_started(self, timeout=60):
-        """Until beat printed its banner, right before its scheduler starts ticking."""
-
-        def started():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"beat exited with {self.process.returncode}:\n{self.log_tail()}")
-            return "maxinterval ->" in self.log()
-
-        harness.wait_for(started, timeout, interval=0.2, what="beat to start")
-
-
 @pytest.fixture
 def start_beat(stack, redis):
     """Start beat with the given entry point, sending to the redis worker's queue; stopped afterwards."""
@@ -40,7 +23,7 @@ def start_beat(stack, redis):
         command = stack.home.entry_command(entry)
         log_path = stack.log_dir / f"beat-{time.monotonic_ns()}.log"
         entry = [*command, "-c", str(stack.config_path)]
-        beat = Beat(stack.config_path, "beat", redis.queue, log_path, env=redis.env, entry=entry)
+        beat = harness.Beat(stack.config_path, "beat", redis.queue, log_path, env=redis.env, entry=entry)
         started.append(beat.start())
         beat.wait_started()
         return beat

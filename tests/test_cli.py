@@ -48,7 +48,8 @@ def test_inspect_subcommand_passes_arguments_to_celery(stack, redis):
     assert "pong" in done.stdout
 
 
-def test_missing_database_is_a_clear_startup_error(stack):
-    done = run_cli(stack, "-d", "", "worker")
+def test_databases_neither_named_nor_listable_are_a_clear_startup_error(stack):
+    """Without db_name the worker lists the server's databases; with listing forbidden, it must be told."""
+    done = run_cli(stack, "-d", "", "--no-database-list", "worker")
     assert done.returncode != 0
-    assert "no database to serve" in done.stderr
+    assert "list_db is off and db_name is empty: name the databases to serve" in done.stderr

@@ -29,9 +29,9 @@ def exactly_once(stack, item_ids):
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
-def test_broker_down_at_call_time_then_back(stack, fault_worker, tmp_path, broker):
+def test_broker_down_at_call_time_then_back(stack, fault_worker, private_redis, broker):
     if broker == "redis":
-        outage = harness.PrivateRedis(tmp_path).start()
+        outage = private_redis()
         worker = fault_worker("redis", env={"ODOO_CELERY_BROKER_URL": outage.url})
         broker_url = outage.url
     else:

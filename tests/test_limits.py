@@ -110,7 +110,7 @@ def test_a_concurrency_limit_holds_across_workers_and_a_killed_worker_leaks_no_s
     for worker in workers:
         worker.start(stack.app)
     item_ids = [stack.new_item() for _ in range(40)]
-    uuids = [stack.call("limited", item_id, 0.4).id for item_id in item_ids]
+    uuids = [stack.call("limited", item_id, 0.25).id for item_id in item_ids]
 
     def victim_running():
         rows = [stack.task_row(task_uuid) for task_uuid in uuids]

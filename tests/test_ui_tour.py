@@ -46,6 +46,7 @@ class TestTaskUiTour(HttpCase):
                     "eta": None,
                     "expires_at": None,
                     "call_repr": f"res.partner({partner.id},).tour_{state}()",
+                    "limit_name": None,
                     "now": now,
                 },
             )

@@ -4,10 +4,11 @@ signal handlers in the main process. The caller's side never imports it.
 :func:`install` is the one entry: the bootstrap calls it before the worker starts.
 """
 
-from . import relay, signals
+from . import database_queues, relay, signals
 
 
 def install(app):
-    """Connect the worker's signal handlers and add the relay to ``app``'s consumer."""
+    """Connect the worker's signal handlers; add the relay and the databases' queues to ``app``'s consumer."""
     signals.connect()
     app.steps["consumer"].add(relay.OutboxRelay)
+    app.steps["consumer"].add(database_queues.DatabaseQueues)

@@ -16,8 +16,8 @@ from celery.exceptions import Reject
 
 from odoo.modules.registry import Registry
 
-from .. import compat, task_record
-from ..exceptions import MalformedMessage, UnknownTask
+from .. import compat, databases, task_record
+from ..exceptions import MalformedMessage, UnknownTask, UnservedDatabase
 from . import connections, limits, outcome, prepared_statements, retries
 
 _logger = logging.getLogger(__name__)
@@ -67,7 +67,6 @@ def claimed(registry, task, spec, record_id):
 
 def _lock_and_claim(registry, task, model_name, record_id):
     dbname = registry.db_name
-    connection = connections.lock_connection(dbname)
     values = {
         "lock_class": task_record.LOCK_CLASS,
         "id": record_id,
@@ -78,11 +77,16 @@ def _lock_and_claim(registry, task, model_name, record_id):
         "release": connections.take_release(dbname),
     }
     try:
+        connection = connections.lock_connection(dbname)
         with connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cr:
             prepared_statements.execute(connection, cr, _claim_statement(registry, model_name), values)
             row = cr.fetchone()
-    except BaseException:
+    except psycopg2.OperationalError:
         connections.forget_lock_connection(dbname)  # whatever the statement locked is released
+        _refuse_if_dropped(task, dbname)
+        raise
+    except BaseException:
+        connections.forget_lock_connection(dbname)
         raise
     if not row["locked"]:
         _logger.info(
@@ -95,6 +99,19 @@ def _lock_and_claim(registry, task, model_name, record_id):
         return row
     unlock(dbname, record_id)
     return _not_claimed(task, dbname, record_id, row)
+
+
+def _refuse_if_dropped(task, dbname):
+    """A connection refused because the database was dropped: say so, instead of retrying."""
+    if databases.exists(dbname):
+        return
+    databases.forget(dbname)
+    compat.forget_registry(dbname)
+    error = UnservedDatabase(
+        f"{task.name}[{task.request.id}]: database {dbname!r} no longer exists on this server; nothing ran"
+    )
+    _logger.error("%s", error)
+    raise Reject(error, requeue=False)
 
 
 def _not_claimed(task, dbname, record_id, row):

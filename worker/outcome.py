@@ -18,7 +18,7 @@ import psycopg2
 
 from odoo import api
 
-from .. import config, serialization, task_record
+from .. import databases, serialization, task_record
 from . import connections, prepared_statements, retries, workflow
 
 _logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def record_failure_outside_task(dbname, record_id, exc, task_uuid=None):
     if task_uuid is not None:
         query = task_record.FAIL_UNFINISHED_UUID
         values["uuid"] = task_uuid
-    elif dbname not in config.served_databases():
+    elif not databases.is_served(dbname):
         return
     try:
         with connections.main_process_cursor(dbname) as cr:

@@ -15,7 +15,7 @@ import logging
 
 from celery import bootsteps
 
-from .. import app, compat, config, task_record, task_specs
+from .. import app, compat, config, databases, task_record, task_specs
 from . import limits, workflow
 from .connections import main_process_cursor
 
@@ -60,8 +60,8 @@ def resend_lost(dbname, queues, resend_after):
     cutoff = _ago(resend_after)
     with main_process_cursor(dbname) as cr:
         cr.execute(task_record.UNSTARTED_QUEUES, {"cutoff": cutoff, "queues": list(queues)})
-        waiting = [row["queue"] for row in cr.fetchall()]
-        lost_queues = empty_queues(waiting) if waiting else []
+        waiting = {app.broker_queue(row["queue"], dbname): row["queue"] for row in cr.fetchall()}
+        lost_queues = [waiting[name] for name in empty_queues(list(waiting))] if waiting else []
         if not lost_queues:
             return 0
         cr.execute(task_record.LOST_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": lost_queues})
@@ -133,7 +133,7 @@ def relay_all(queues):
     """
     delay = config.addon_option("relay_delay")
     resend_after = config.addon_option("relay_resend_after")
-    for dbname in config.served_databases():
+    for dbname in databases.served():
         try:
             relay_database(dbname, queues, delay)
             resend_lost(dbname, queues, resend_after)

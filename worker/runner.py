@@ -13,7 +13,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from odoo import api
 from odoo.modules.registry import Registry
 
-from .. import compat, config, serialization, task_record, task_specs
+from .. import compat, databases, serialization, task_record, task_specs
 from ..exceptions import (
     BadArguments,
     InactiveUser,
@@ -61,13 +61,16 @@ def served_registry(dbname, record_id):
 
     Changes signaled by other processes are picked up at the start of the task's transaction.
     """
-    served = config.served_databases()
-    if dbname in served:
+    if databases.is_served(dbname):
         return Registry(dbname)
-    error = UnservedDatabase(
-        f"task record {record_id} needs database {dbname!r}, which this worker does not serve "
-        f"(it serves {', '.join(served) or 'none'}: set db_name); nothing ran"
-    )
+    if databases.discovering():
+        why = "which does not exist on this server" if not databases.exists(dbname) else "which has no celery_task"
+        error = UnservedDatabase(f"task record {record_id} needs database {dbname!r}, {why}; nothing ran")
+    else:
+        error = UnservedDatabase(
+            f"task record {record_id} needs database {dbname!r}, which this worker does not serve "
+            f"(it serves {', '.join(databases.configured())}: set db_name); nothing ran"
+        )
     _logger.error("%s", error)
     raise Reject(error, requeue=False)
 
