@@ -5,7 +5,7 @@
     "category": "Technical",
     "license": "LGPL-3",
     "author": "celery_task developers",
-    "depends": ["base"],
+    "depends": ["bus"],
     "external_dependencies": {"python": ["celery", "kombu", "redis"]},
     "data": [
         "security/celery_task_security.xml",
@@ -16,9 +16,13 @@
         "views/celery_periodic_task_views.xml",
         "views/celery_workflow_views.xml",
         "views/celery_task_limit_views.xml",
+        "views/celery_dashboard_views.xml",
         "views/menus.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "celery_task/static/src/**/*",
+        ],
         "web.assets_tests": [
             "celery_task/static/tests/tours/**/*",
         ],

@@ -6,12 +6,18 @@ below it changes (see README: Supported Odoo series).
 
 import contextlib
 import functools
+import json
+import logging
+import os
 
 import psycopg2
+import psycopg2.sql
 
 from odoo import release, sql_db
 from odoo.modules.registry import _CACHES_BY_KEY, Registry
 from odoo.sql_db import connection_info_for
+
+_logger = logging.getLogger(__name__)
 
 #: The series this addon is tested on, by major version.
 SERIES = (17, 18, 19)
@@ -21,20 +27,41 @@ ODOO_MAJOR = release.version_info[0]
 #: ``res.users``' field of its groups (19.0 renamed it).
 USER_GROUPS_FIELD = "group_ids" if ODOO_MAJOR >= 19 else "groups_id"
 
+#: The function Odoo's bus calls to notify its listeners (``ODOO_NOTIFY_FUNCTION``, as the bus reads it).
+BUS_NOTIFY_FUNCTION = os.environ.get("ODOO_NOTIFY_FUNCTION", "pg_notify")
+
+#: The keyword of a field's aggregate in graph and pivot views (``group_operator`` before 18.0).
+AGGREGATOR = "aggregator" if ODOO_MAJOR >= 18 else "group_operator"
+
 #: What a browser tour logs when it succeeds (the tests read it).
 TOUR_SUCCEEDED = "tour succeeded" if ODOO_MAJOR >= 18 else "test successful"
 
 
-def send_bus_notification(user, notification_type, payload):
-    """Queue ``payload`` for ``user``'s web clients, sent when the transaction commits.
+def insert_bus_notification(cr, channel, notification_type, payload):
+    """Write a bus notification on a plain cursor, as ``bus.bus._sendone`` does in the ORM.
 
-    ``bus.bus._sendone`` on the user's partner is what every series' ``_bus_send`` comes down to.
-    Returns False when the bus module is not installed: notifications are a convenience.
+    ``channel``: a list, ``[dbname, "res.partner", id]`` for a user's web clients, or ``[dbname,
+    name]`` for a named channel. The web clients get it once :func:`notify_bus` names the channel
+    after the commit. The same row on every series.
     """
-    if "bus.bus" not in user.env:
-        return False
-    user.env["bus.bus"]._sendone(user.partner_id, notification_type, payload)
-    return True
+    cr.execute(
+        "INSERT INTO bus_bus (channel, message, create_date, write_date) VALUES (%s, %s, now() AT TIME ZONE 'UTC',"
+        " now() AT TIME ZONE 'UTC')",
+        [_bus_json(channel), _bus_json({"type": notification_type, "payload": payload})],
+    )
+
+
+def notify_bus(channels):
+    """Tell Odoo's bus listeners (``LISTEN imbus`` on the postgres database) which channels have news."""
+    if not channels:
+        return
+    with contextlib.closing(open_autocommit("postgres")) as connection, connection.cursor() as cr:
+        notify = psycopg2.sql.SQL("SELECT {}('imbus', %s)").format(psycopg2.sql.Identifier(BUS_NOTIFY_FUNCTION))
+        cr.execute(notify, [_bus_json(list(channels))])
+
+
+def _bus_json(value):
+    return json.dumps(value, separators=(",", ":"))
 
 
 def check_access(records, operation):
@@ -80,12 +107,27 @@ def signaling_sql():
     else:
         sources = [("registry_sequence", "last_value FROM base_registry_signaling")]
         sources += [(f"cache_sequence_{name}", f"last_value FROM base_cache_signaling_{name}") for name in cache_names]
+    if ODOO_MAJOR < 18:  # see up_to_date_registry
+        sources.append(("modules_stamp", "max(write_date) FROM ir_module_module"))
     return ", ".join(f"(SELECT {source}) AS {column}" for column, source in sources), cache_names
 
 
-def registry_is_current(registry, registry_sequence, cache_sequences):
-    """True when ``registry`` already holds what the signaling sequences say (``check_signaling`` would do nothing)."""
-    return registry.registry_sequence == registry_sequence and registry.cache_sequences == cache_sequences
+def up_to_date_registry(registry, cr, row):
+    """``registry``, reloaded when another process changed it, from the signaling columns read in ``row``.
+
+    17.0's ``odoo -u ... --stop-after-init`` upgrades modules without signaling it (18.0 signals it
+    from ``Registry.new``): there, a change of the modules' last write also reloads the registry.
+    """
+    stamp = row.get("modules_stamp")
+    if stamp is not None and getattr(registry, "_celery_task_modules_stamp", stamp) != stamp:
+        _logger.info("celery_task: the modules of %s changed without a signal; reloading its registry", cr.dbname)
+        registry = Registry.new(registry.db_name)
+    else:
+        cache_sequences = {name: row[f"cache_sequence_{name}"] for name in signaling_sql()[1]}
+        if registry.registry_sequence != row["registry_sequence"] or registry.cache_sequences != cache_sequences:
+            registry = check_signaling(registry, cr)
+    registry._celery_task_modules_stamp = stamp
+    return registry
 
 
 def forget_registry(dbname):

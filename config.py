@@ -28,6 +28,8 @@ ADDON_OPTIONS = {
     "task_limits": {},
     "database_scan_interval": 5.0,
     "registries_per_process": 8,
+    "live_interval": 0.5,
+    "notice_interval": 2.0,
 }
 
 # Options whose default is None: read as they are, not converted to the default's type.

@@ -288,7 +288,7 @@ FINISH_STARTED = """
        SET state = %(state)s, done_at = (clock_timestamp() AT TIME ZONE 'UTC'),
            write_date = (clock_timestamp() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
-           open_key = NULL
+           open_key = NULL, notice_pending = %(notice)s
      WHERE id = %(id)s AND state = 'started'
 """
 
@@ -297,7 +297,7 @@ FINISH_TASK = """
     UPDATE celery_task
        SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
-           open_key = NULL
+           open_key = NULL, notice_pending = %(notice)s
      WHERE id = %(id)s
 """
 
@@ -314,7 +314,7 @@ FAIL_UNFINISHED = """
     UPDATE celery_task
        SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
-           open_key = NULL
+           open_key = NULL, notice_pending = %(notice)s
      WHERE id = %(id)s AND state NOT IN ('done', 'cancelled')
 """
 
@@ -323,7 +323,7 @@ FAIL_UNFINISHED_UUID = """
     UPDATE celery_task
        SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
-           open_key = NULL
+           open_key = NULL, notice_pending = %(notice)s
      WHERE id = %(id)s AND uuid = %(uuid)s AND state NOT IN ('done', 'cancelled')
 """
 
@@ -353,6 +353,25 @@ UPSERT_PROGRESS = """
        SET state = EXCLUDED.state, current = EXCLUDED.current, total = EXCLUDED.total,
            message = EXCLUDED.message, meta = EXCLUDED.meta, write_date = EXCLUDED.write_date
 """
+
+# -- worker's main process: notices and live updates (see worker/live.py) ----------------------
+
+# The outcomes whose owners have not heard of them yet, with what a notice says and to whom.
+PENDING_NOTICES = """
+    SELECT t.id, t.name, t.state, t.call_repr, t.exc_message, t.workflow_root_id, w.name AS workflow_name,
+           u.partner_id, COALESCE(u.celery_task_notify, 'all') AS wants, u.active AS user_active,
+           EXISTS (SELECT 1 FROM celery_task o
+                    WHERE o.workflow_root_id = t.workflow_root_id AND o.done_at IS NULL) AS workflow_running
+      FROM celery_task t
+      JOIN res_users u ON u.id = t.user_id
+      LEFT JOIN celery_workflow w ON w.id = t.workflow_root_id
+     WHERE t.notice_pending
+     ORDER BY t.id
+     LIMIT %(limit)s
+       FOR UPDATE OF t SKIP LOCKED
+"""
+
+NOTICES_SENT = "UPDATE celery_task SET notice_pending = false WHERE id = ANY(%(ids)s)"
 
 # -- worker: limits (see worker/limits.py) -----------------------------------------------------
 

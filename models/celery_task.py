@@ -20,7 +20,6 @@ _logger = logging.getLogger(__name__)
 
 RETENTION_PARAM = "celery_task.retention_days"
 DEFAULT_RETENTION_DAYS = 30
-NOTIFIED_STATES = {task_record.DONE: "success", task_record.FAILED: "danger"}
 
 # Fields that decide what a worker runs: only the decorator (in the caller's transaction) sets them.
 PROTECTED_FIELDS = frozenset(
@@ -115,6 +114,7 @@ class CeleryTask(models.Model):
     unique_running = fields.Boolean("Unique While Running", readonly=True)
     limit_name = fields.Char("Limit", readonly=True, help="The concurrency limit whose slots this task takes.")
     limit_size = fields.Integer("Limit Size", compute="_compute_limit_size")
+    notice_pending = fields.Boolean(readonly=True, help="Its owner has not been told of its outcome yet.")
     previous_task_ids = fields.Many2many("celery.task", string="Previous Steps", compute="_compute_steps")
     next_task_ids = fields.Many2many("celery.task", string="Next Steps", compute="_compute_steps")
     member_task_ids = fields.Many2many("celery.task", string="Members", compute="_compute_steps")
@@ -134,6 +134,10 @@ class CeleryTask(models.Model):
             "CREATE UNIQUE INDEX IF NOT EXISTS celery_task_open_key_unique ON celery_task (open_key)"
             " WHERE open_key IS NOT NULL"
         )
+        # Outcomes to tell, and the finished tasks of a period (charts, vacuum): columns the claim and
+        # the sent mark never write.
+        cr.execute("CREATE INDEX IF NOT EXISTS celery_task_notice_idx ON celery_task (id) WHERE notice_pending")
+        cr.execute("CREATE INDEX IF NOT EXISTS celery_task_done_at_idx ON celery_task (done_at)")
         # A limit's unfinished tasks: its deferred ones, the room it has (done_at already has a partial index).
         cr.execute(
             "CREATE INDEX IF NOT EXISTS celery_task_limit_unfinished_idx ON celery_task (limit_name, id)"
@@ -338,18 +342,43 @@ class CeleryTask(models.Model):
         _logger.info("celery_task: vacuumed %d task(s) finished before %s", count, cutoff)
         return count
 
-    def _notify_owner(self):
-        """Tell the user who started the task that it finished or failed (needs the bus module)."""
-        self.ensure_one()
-        kind = NOTIFIED_STATES.get(self.state)
-        user = self.user_id
-        if not kind or not user.active:
-            return False
-        self = self.with_context(lang=user.lang)
-        if self.state == task_record.DONE:
-            title, message = _("Background task finished"), self.call_repr or self.name
-        else:
-            title = _("Background task failed")
-            message = f"{self.call_repr or self.name}: {self.exc_message or self.exc_type or ''}"[:500]
-        payload = {"title": title, "message": message, "type": kind, "sticky": self.state == task_record.FAILED}
-        return compat.send_bus_notification(user, "simple_notification", payload)
+    @api.model
+    def get_dashboard(self):
+        """What the dashboard shows, as the current user may see it: counts, queues, workers, oldest wait."""
+        now = fields.Datetime.now()
+        day_ago, hour_ago = now - datetime.timedelta(days=1), now - datetime.timedelta(hours=1)
+        waiting_states = [task_record.WAITING, task_record.PENDING, task_record.DEFERRED, task_record.RETRY]
+        due = ["|", ("eta", "=", False), ("eta", "<=", now)]
+        waiting = [("state", "in", waiting_states), *due]
+        states = dict(self._read_group([("done_at", "=", False)], ["state"], ["__count"]))
+        finished = dict(self._read_group([("done_at", ">=", day_ago)], ["state"], ["__count"]))
+        oldest = self._read_group(waiting, [], ["create_date:min"])[0][0]
+        queues = self._read_group(waiting, ["queue", "dbname"], ["__count", "create_date:min"], order="queue, dbname")
+        workers = self._read_group(
+            [("worker_host", "!=", False), ("started_at", ">=", day_ago)],
+            ["worker_host"],
+            ["__count", "started_at:max"],
+            order="started_at:max desc",
+            limit=20,
+        )
+        hour = dict(
+            self._read_group(
+                [("worker_host", "!=", False), ("started_at", ">=", hour_ago)], ["worker_host"], ["__count"]
+            )
+        )
+        return {
+            "manager": self.env.user.has_group("celery_task.group_celery_manager"),
+            "waiting": sum(count for state, count in states.items() if state in waiting_states),
+            "running": states.get(task_record.STARTED, 0),
+            "done_today": finished.get(task_record.DONE, 0),
+            "failed_today": finished.get(task_record.FAILED, 0),
+            "oldest_waiting_seconds": (now - oldest).total_seconds() if oldest else None,
+            "queues": [
+                {"queue": queue, "database": dbname, "waiting": count, "oldest_seconds": (now - first).total_seconds()}
+                for queue, dbname, count, first in queues
+            ],
+            "workers": [
+                {"worker": host, "tasks_today": count, "tasks_last_hour": hour.get(host, 0), "last_started": last}
+                for host, count, last in workers
+            ],
+        }

@@ -146,7 +146,11 @@ def test_an_upgraded_module_is_reloaded_through_odoo_signaling(stack, every):
     )
     _, after = bump_in(stack, stack.other_db, 1)
     assert stack.wait_row(after.id, dbname=stack.other_db)["state"] == "done"
-    assert "Reloading the model registry after database signaling" in every.log(), "no restart: reloaded"
+    reloaded = (  # Odoo's signaling (18.0 and later), or what stands in for it on 17.0 (compat)
+        "Reloading the model registry after database signaling",
+        "changed without a signal; reloading its registry",
+    )
+    assert any(line in every.log() for line in reloaded), "no restart: the pool process reloaded the registry"
 
 
 def test_beat_runs_the_periodic_tasks_of_a_database_found_after_its_start(stack, every, new_database):

@@ -176,57 +176,6 @@ def test_open_records_action(stack, users):
     assert [list(view) for view in action["views"]] == [[False, "form"]]
 
 
-def bus_notifications(stack, user_id, since_id):
-    with stack.env() as env:
-        partner = env["res.users"].browse(user_id).partner_id
-        env.cr.execute("SELECT id, channel, message FROM bus_bus WHERE id > %s ORDER BY id", [since_id])
-        return [row for row in env.cr.dictfetchall() if f'"res.partner",{partner.id}]' in row["channel"]]
-
-
-def last_bus_id(stack):
-    with stack.env() as env:
-        env.cr.execute("SELECT COALESCE(max(id), 0) FROM bus_bus")
-        return env.cr.fetchone()[0]
-
-
-def test_owner_is_notified_when_a_task_finishes_or_fails(stack, redis, users):
-    from odoo.addons.celery_task.worker import outcome
-
-    item_id = stack.new_item()
-    done = stack.call("report_progress", item_id, uid=users["plain"], steps=1, pause=0)
-    failed = stack.call("fail", item_id, uid=users["plain"], message="no luck")
-    (done_id, done_uuid), (failed_id, failed_uuid) = ((stack.task_id(r), r.id) for r in (done, failed))
-    stack.wait_row(done_uuid)
-    stack.wait_row(failed_uuid)
-    since = last_bus_id(stack)
-    with stack.env() as env:
-        assert outcome.notify_outcome(env.cr, done_id)
-        assert outcome.notify_outcome(env.cr, failed_id)
-        assert not outcome.notify_outcome(env.cr, 10**9), "a missing task is not an error"
-    about_item = f"task.test.item({item_id},)"  # a task an earlier test left to the worker may finish meanwhile
-    messages = [row["message"] for row in bus_notifications(stack, users["plain"], since)]
-    messages = [message for message in messages if about_item in message]
-    assert len(messages) == 2
-    assert '"type":"simple_notification"' in messages[0] and '"type":"success"' in messages[0]
-    assert "report_progress" in messages[0]
-    assert '"type":"danger"' in messages[1] and "no luck" in messages[1] and '"sticky":true' in messages[1]
-
-
-def test_worker_notifies_the_owner_after_the_outcome_commits(stack, redis, users):
-    since = last_bus_id(stack)
-    item_id = stack.new_item()
-    done_uuid = stack.call("report_progress", item_id, uid=users["plain"], steps=1, pause=0).id
-    failed_uuid = stack.call("fail", item_id, uid=users["plain"], message="worker says no").id
-    stack.wait_row(done_uuid)
-    stack.wait_row(failed_uuid)
-
-    def notified():
-        messages = " ".join(row["message"] for row in bus_notifications(stack, users["plain"], since))
-        return '"type":"success"' in messages and "worker says no" in messages
-
-    harness.wait_for(notified, 10, what="the bus notifications of both outcomes")
-
-
 def test_vacuum_deletes_finished_tasks_older_than_the_retention(stack, redis, users):
     item_id = stack.new_item()
     results = [stack.call("bump", item_id, uid=users["admin"]) for _ in range(4)]

@@ -28,6 +28,7 @@ class TestTaskUiTour(HttpCase):
         super().setUpClass()
         now = datetime.datetime.utcnow().replace(microsecond=0)
         partner = cls.env.ref("base.partner_admin")
+        cls.env.cr.execute("DELETE FROM celery_task")  # the tours count what they see: only these tasks
         for state, progress, error in TASKS:
             cls.env.cr.execute(
                 INSERT_TASK,
@@ -70,3 +71,6 @@ class TestTaskUiTour(HttpCase):
 
     def test_task_list_and_form(self):
         self.start_tour("/web#action=celery_task.action_celery_task", "celery_task_ui_tour", login="admin")
+
+    def test_dashboard(self):
+        self.start_tour("/web#action=celery_task.action_celery_dashboard", "celery_task_dashboard_tour", login="admin")

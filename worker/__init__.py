@@ -4,7 +4,7 @@ signal handlers in the main process. The caller's side never imports it.
 :func:`install` is the one entry: the bootstrap calls it before the worker starts.
 """
 
-from . import database_queues, relay, signals
+from . import database_queues, live, relay, signals
 
 
 def install(app):
@@ -12,3 +12,4 @@ def install(app):
     signals.connect()
     app.steps["consumer"].add(relay.OutboxRelay)
     app.steps["consumer"].add(database_queues.DatabaseQueues)
+    app.steps["consumer"].add(live.LiveUpdates)

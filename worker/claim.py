@@ -146,9 +146,7 @@ def unlock(dbname, record_id):
 
 def begin(cr, registry, row):
     """The task's start, from its claimed ``row``: ``registry`` brought up to date, ``cr.now()`` answered."""
-    cache_sequences = {name: row[f"cache_sequence_{name}"] for name in compat.signaling_sql()[1]}
-    if not compat.registry_is_current(registry, row["registry_sequence"], cache_sequences):
-        registry = compat.check_signaling(registry, cr)
+    registry = compat.up_to_date_registry(registry, cr, row)
     compat.set_transaction_now(cr, row["start_now"])
     existing_ids = row["existing_ids"]
     return TaskStart(registry, row["user_active"], None if existing_ids is None else frozenset(existing_ids))

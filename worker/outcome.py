@@ -1,11 +1,9 @@
-"""Record what became of a task: its outcome, its live progress, and its owner's notification.
+"""Record what became of a task: its outcome and its live progress.
 
 A done task's state commits in the task's own transaction, with its effects; any other outcome is
-written after that transaction was rolled back, in a new one. The owner's notification is queued
-in the transaction that records the outcome: it goes out when that commits and never announces
-an outcome that was rolled back. It runs in a savepoint taken outside the error handling, so a
-failure to notify never changes the outcome, and an error of the outcome's own transaction is
-never mistaken for one of the notification.
+written after that transaction was rolled back, in a new one. Done and failed outcomes are marked
+for a notice to their owner (``notice_pending``), in the same statement: the main process tells
+them (worker/live.py), so no outcome that was rolled back is ever announced.
 """
 
 import contextlib
@@ -15,8 +13,6 @@ import logging
 import traceback
 
 import psycopg2
-
-from odoo import api
 
 from .. import databases, serialization, task_record
 from . import connections, prepared_statements, retries, workflow
@@ -31,6 +27,7 @@ def outcome_values(record_id, state, result=None, exc=None):
     return {
         "id": record_id,
         "state": state,
+        "notice": state in (task_record.DONE, task_record.FAILED),  # what the owner is told of
         "result": result,
         "exc_type": f"{type(exc).__module__}.{type(exc).__qualname__}" if exc else None,
         "exc_message": str(exc) if exc else None,
@@ -38,15 +35,11 @@ def outcome_values(record_id, state, result=None, exc=None):
     }
 
 
-def finish_done(cr, record_id, result, notify):
+def finish_done(cr, record_id, result):
     """Mark the task done in its own transaction ``cr``; False when it was cancelled after its claim."""
     values = outcome_values(record_id, task_record.DONE, result=result)
     prepared_statements.execute(cr, cr, task_record.FINISH_STARTED, values)
-    if not cr.rowcount:
-        return False
-    if notify:
-        notify_outcome(cr, record_id)
-    return True
+    return bool(cr.rowcount)
 
 
 def record_outcome(registry, record_id, state, result=None, exc=None, countdown=0):
@@ -61,8 +54,6 @@ def record_outcome(registry, record_id, state, result=None, exc=None, countdown=
                 workflow.stop_downstream(cr, record_id, "failed")
             elif state == task_record.DONE:  # run in another database: its effects committed there
                 workflow.release_successors(cr, record_id, locks)
-            if state != task_record.RETRY:
-                notify_outcome(cr, record_id)
 
     retries.with_transient_retries(f"record {state} of task {record_id}", write)
 
@@ -119,16 +110,3 @@ def record_progress(state, meta):
             cr.execute(task_record.UPSERT_PROGRESS, values)
     except Exception:
         _logger.warning("celery_task: could not record progress of task %s", record_id, exc_info=True)
-
-
-def notify_outcome(cr, record_id):
-    """Queue the notification of task record ``record_id``'s outcome in ``cr``'s transaction; never raises."""
-    savepoint = cr.savepoint()  # flushes pending writes: their errors belong to the caller
-    try:
-        with savepoint:
-            env = api.Environment(cr, api.SUPERUSER_ID, {})
-            task = env["celery.task"].browse(record_id).exists()
-            return bool(task) and task._notify_owner()
-    except Exception:
-        _logger.warning("celery_task: could not notify the outcome of task %s", record_id, exc_info=True)
-        return False

@@ -8,10 +8,19 @@ from celery.worker.request import Request
 
 from .. import task_record
 from ..exceptions import MalformedMessage
-from . import outcome
+from . import live, outcome
 
 
 class OdooRequest(Request):
+    """Also tells the live updates which databases have news (in the main process, where rounds run)."""
+
+    def on_accepted(self, pid, time_accepted):
+        """A pool process took the task: its database's web clients have news (the live round follows)."""
+        super().on_accepted(pid, time_accepted)
+        args = self.args
+        if isinstance(args, (list, tuple)) and args and isinstance(args[0], str):
+            live.touch(args[0])
+
     def on_timeout(self, soft, timeout):
         super().on_timeout(soft, timeout)
         if soft:
@@ -22,3 +31,4 @@ class OdooRequest(Request):
             return  # the pool rejected it before it could run: there is no record to update
         error = TimeLimitExceeded(f"{self.name} killed after its time_limit of {timeout}s; rolled back")
         outcome.record_failure_outside_task(dbname, record_id, error)
+        live.touch(dbname)

@@ -129,8 +129,7 @@ def _run_once(origin, target, task, spec, row):
             if cross_database:
                 values = {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result}
                 cr.execute(task_record.MIRROR_TASK, values)
-            # inactive users, like the superuser, have no web client to tell
-            elif not outcome.finish_done(cr, row["id"], result, notify=start.user_active):
+            elif not outcome.finish_done(cr, row["id"], result):
                 _logger.info("%s[%s] was cancelled while it ran; nothing it did commits", task.name, row["uuid"])
                 raise Ignore()
             elif row["workflow_id"]:

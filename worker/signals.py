@@ -6,7 +6,7 @@ from celery import signals
 
 from .. import compat, task_record
 from ..exceptions import MalformedMessage, UnknownTask
-from . import connections, outcome
+from . import connections, live, outcome
 
 _logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def record_unknown_task(message=None, name=None, id=None, **kwargs):
         return
     _logger.error("celery_task: %s[%s]: %s", name, id, error)
     outcome.record_failure_outside_task(dbname, record_id, error)
+    live.touch(dbname)
 
 
 def connect():

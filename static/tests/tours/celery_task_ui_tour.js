@@ -59,3 +59,69 @@ registry.category("web_tour.tours").add("celery_task_ui_tour", {
         },
     ],
 });
+
+/* The dashboard, a chart, and how often a live view reloads when changes keep coming. */
+const BURST_MS = 1200;
+const BURST_EVERY_MS = 50;
+const SETTLE_MS = 600; // the last reload the burst scheduled happens within this
+
+registry.category("web_tour.tours").add("celery_task_dashboard_tour", {
+    ...(session.server_version_info[0] < 18 ? { test: true } : {}),
+    steps: () => [
+        {
+            content: "The dashboard shows its counts, queues and workers",
+            trigger: ".o_celery_dashboard .o_celery_kpi_waiting .o_celery_kpi_value",
+            run() {
+                const text = (selector) => document.querySelector(selector)?.textContent.replace(/\s+/g, " ").trim();
+                const rows = (selector) =>
+                    [...document.querySelectorAll(`${selector} tbody tr`)].map((row) =>
+                        [...row.querySelectorAll("td")].map((cell) => cell.textContent.trim())
+                    );
+                const report = {
+                    waiting: text(".o_celery_kpi_waiting .o_celery_kpi_value"),
+                    running: text(".o_celery_kpi_running .o_celery_kpi_value"),
+                    failed: text(".o_celery_kpi_failed .o_celery_kpi_value"),
+                    oldest: text(".o_celery_oldest strong"),
+                    queues: rows(".o_celery_queues"),
+                    workers: rows(".o_celery_workers"),
+                };
+                console.log(`${REPORT} dashboard: ${JSON.stringify(report)}`);
+            },
+        },
+        {
+            content: "Changes keep arriving for a while: count the reloads they cause",
+            trigger: ".o_celery_dashboard .o_celery_kpis",
+            run() {
+                const live = odoo.__WOWL_DEBUG__.root.env.services.celery_task_live;
+                const before = live.reloads;
+                const ticker = setInterval(() => live.changed(), BURST_EVERY_MS);
+                setTimeout(() => {
+                    clearInterval(ticker);
+                    setTimeout(() => {
+                        const changes = BURST_MS / BURST_EVERY_MS;
+                        const report = { changes, ms: BURST_MS + SETTLE_MS, reloads: live.reloads - before };
+                        console.log(`${REPORT} burst: ${JSON.stringify(report)}`);
+                        document.body.classList.add("o_celery_burst_done");
+                    }, SETTLE_MS);
+                }, BURST_MS);
+            },
+        },
+        {
+            content: "The burst is over",
+            trigger: "body.o_celery_burst_done",
+            run() {},
+        },
+        {
+            content: "Open the tasks per hour",
+            trigger: ".o_celery_dashboard .o_celery_charts button:contains(Tasks per hour)",
+            run: "click",
+        },
+        {
+            content: "Odoo's graph view draws them",
+            trigger: ".o_graph_renderer canvas, .o_graph_view .o_view_nocontent",
+            run() {
+                console.log(`${REPORT} graph: ${JSON.stringify({ canvas: true })}`);
+            },
+        },
+    ],
+});
