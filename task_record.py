@@ -356,16 +356,17 @@ UPSERT_PROGRESS = """
 
 # -- worker's main process: notices and live updates (see worker/live.py) ----------------------
 
-# The outcomes whose owners have not heard of them yet, with what a notice says and to whom.
+# The outcomes whose owners have not heard of them yet, with what a notice says and to whom. A
+# workflow's steps wait until the whole workflow has finished: it is told as one.
 PENDING_NOTICES = """
     SELECT t.id, t.name, t.state, t.call_repr, t.exc_message, t.workflow_root_id, w.name AS workflow_name,
-           u.partner_id, COALESCE(u.celery_task_notify, 'all') AS wants, u.active AS user_active,
-           EXISTS (SELECT 1 FROM celery_task o
-                    WHERE o.workflow_root_id = t.workflow_root_id AND o.done_at IS NULL) AS workflow_running
+           u.partner_id, COALESCE(u.celery_task_notify, 'all') AS wants, u.active AS user_active
       FROM celery_task t
       JOIN res_users u ON u.id = t.user_id
       LEFT JOIN celery_workflow w ON w.id = t.workflow_root_id
-     WHERE t.notice_pending
+     WHERE t.notice_pending AND t.state IN ('done', 'failed')
+       AND NOT EXISTS (SELECT 1 FROM celery_task o
+                        WHERE o.workflow_root_id = t.workflow_root_id AND o.done_at IS NULL)
      ORDER BY t.id
      LIMIT %(limit)s
        FOR UPDATE OF t SKIP LOCKED

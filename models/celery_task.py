@@ -255,6 +255,7 @@ class CeleryTask(models.Model):
                 "exc_type": False,
                 "exc_message": False,
                 "traceback": False,
+                "notice_pending": False,
             }
         )
         self.env["celery.task.progress"].sudo().search([("task_id", "in", self.ids)]).unlink()

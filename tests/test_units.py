@@ -89,3 +89,60 @@ def test_two_methods_cannot_share_a_task_name(stack):
     celeryTask(model="res.partner", name="units_only_once")(first)
     with pytest.raises(TypeError, match=r"already used by res\.partner\.first"):
         celeryTask(model="res.partner", name="units_only_once")(second)
+
+
+CALLER_SIDE = {"celery_task", "canvas", "outbox", "publisher"}
+
+
+def addon_imports():
+    """{module: the addon's modules it imports}, read from the sources (relative imports only)."""
+    import ast
+
+    found = {}
+    for path in harness.REPO.glob("**/*.py"):
+        relative = path.relative_to(harness.REPO)
+        if relative.parts[0] in ("tests", "bench", "docs") or (path.name == "__init__.py" and len(relative.parts) == 1):
+            continue
+        name = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+        package = name.rsplit(".", 1)[0] if "." in name else ""
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if package else []
+                base = [part for part in base if part]
+                target = ".".join([*base, node.module] if node.module else base)
+                imported |= {f"{target}.{alias.name}".strip(".") for alias in node.names} | {target}
+        found[name] = {module for module in imported if module}
+    return found
+
+
+def test_the_caller_side_and_the_worker_import_only_the_shared_contract_of_each_other():
+    imports = addon_imports()
+    for module, imported in imports.items():
+        if module in CALLER_SIDE:
+            assert not any(name.startswith("worker") for name in imported), f"{module} imports the worker"
+        if module.startswith("worker"):
+            assert not imported & CALLER_SIDE, f"{module} imports the caller's side: {imported & CALLER_SIDE}"
+
+
+def test_the_addons_modules_import_each_other_without_a_cycle():
+    imports = addon_imports()
+    modules = set(imports)
+    graph = {
+        module: {name for name in imported if name in modules and name != module}
+        for module, imported in imports.items()
+    }
+    visiting, done = set(), set()
+
+    def visit(module, path):
+        if module in done:
+            return
+        assert module not in visiting, f"import cycle: {' -> '.join([*path, module])}"
+        visiting.add(module)
+        for name in graph[module]:
+            visit(name, [*path, module])
+        visiting.discard(module)
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])

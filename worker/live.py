@@ -71,7 +71,7 @@ def send_notices(dbname):
     """Tell the owners of ``dbname``'s told-nothing-yet outcomes, grouped; returns how many notices went out."""
     with main_process_cursor(dbname) as cr:
         cr.execute(task_record.PENDING_NOTICES, {"limit": NOTICES_PER_ROUND})
-        rows = [row for row in cr.fetchall() if not (row["workflow_root_id"] and row["workflow_running"])]
+        rows = cr.fetchall()
         if not rows:
             return 0
         notices = [notice for notice in _notices(rows) if notice["partner_id"]]
