@@ -2,6 +2,7 @@
 
 import ast
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -10,7 +11,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,21 +113,33 @@ class OdooHome:
 def create_database(config_path, dbname, modules, log_path):
     """A new database with ``modules`` installed by Odoo's own command line; returns its template.
 
-    The installed database is kept as a template named after everything the install reads (the
-    addon's files, the test addon's, the Odoo series and tree), so the next run with the same
-    sources copies it in a second, and tests copy it for databases of their own. ``CI`` or
-    ``CELERY_TASK_TEST_FRESH_DB`` set: always installs (and makes the template anew).
+    The install is a template named after everything it reads (the addon's files, the test
+    addon's, the Odoo series and tree): the next run with the same sources copies it in a second,
+    parallel sessions (``pytest -n``) install once and copy it, and tests copy it for databases of
+    their own. ``CI`` or ``CELERY_TASK_TEST_FRESH_DB`` set: installs anew, once per run.
     """
     import odoo.release
+    import odoo.tools
 
     digest = hashlib.sha256(f"{odoo.release.version}|{Path(odoo.release.__file__).parent}|{modules}".encode())
     for path in sorted(_installed_files()):
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
-    template = f"{TEMPLATE_PREFIX}{odoo.release.version_info[0]}_{digest.hexdigest()[:16]}"
-    fresh = os.environ.get("CI") or os.environ.get("CELERY_TASK_TEST_FRESH_DB")
-    if not fresh and _database_exists(template):
-        copy_database(template, dbname)
-        return template
+    series = f"{TEMPLATE_PREFIX}{odoo.release.version_info[0]}_"
+    template = f"{series}{digest.hexdigest()[:16]}"
+    if os.environ.get("CI") or os.environ.get("CELERY_TASK_TEST_FRESH_DB"):
+        template += "_" + (os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid()))[:12]
+    with open(Path(tempfile.gettempdir()) / f"{template}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _database_exists(template):
+            for stale in _databases_like(f"{series}%"):
+                if subprocess.run(["dropdb", "--if-exists", stale], capture_output=True).returncode == 0:
+                    shutil.rmtree(odoo.tools.config.filestore(stale), ignore_errors=True)  # not one in use
+            _install(config_path, template, modules, log_path)
+    copy_database(template, dbname)
+    return template
+
+
+def _install(config_path, dbname, modules, log_path):
     drop_database(dbname)
     with open(log_path, "w") as log:
         subprocess.run(
@@ -134,10 +149,6 @@ def create_database(config_path, dbname, modules, log_path):
             stderr=subprocess.STDOUT,
             cwd=tempfile.gettempdir(),
         )
-    for stale in _databases_like(f"{TEMPLATE_PREFIX}{odoo.release.version_info[0]}_%"):
-        drop_database(stale)
-    copy_database(dbname, template)
-    return template
 
 
 def _installed_files():
@@ -452,15 +463,58 @@ class PrivateRedis:
         wait_for(lambda: not port_open("127.0.0.1", self.port), 10, what=f"redis on port {self.port} to stop")
 
 
-class RabbitMQApp:
-    """Stops and starts the RabbitMQ application (the node stays up), as a broker outage."""
+class BrokerOutage:
+    """A real broker behind a TCP proxy of the test's own: stop() is an outage for whoever connects
+    through it (refused connections, dropped sessions), start() its end. The broker itself, and
+    everyone else's connections to it, are untouched."""
+
+    def __init__(self, url):
+        parsed = urllib.parse.urlsplit(url)
+        self.target = (parsed.hostname, parsed.port)
+        self.port = free_port()
+        self.url = urllib.parse.urlunsplit(
+            parsed._replace(netloc=parsed.netloc.replace(f":{parsed.port}", f":{self.port}"))
+        )
+        self.listener = None
+        self.connections = []
+        self.lock = threading.Lock()
+
+    def start(self):
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def stop(self):
+        listener, self.listener = self.listener, None
+        listener.close()
+        with self.lock:
+            for connection in self.connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+            self.connections.clear()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self.lock:
+                self.connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
     @staticmethod
-    def stop():
-        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
-        wait_for(lambda: not port_open("127.0.0.1", 5672), 30, what="RabbitMQ to stop listening")
-
-    @staticmethod
-    def start():
-        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
-        wait_for(lambda: port_open("127.0.0.1", 5672), 60, what="RabbitMQ to listen again")
+    def _pipe(source, sink):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)

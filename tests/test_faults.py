@@ -35,9 +35,9 @@ def test_broker_down_at_call_time_then_back(stack, fault_worker, private_redis, 
         worker = fault_worker("redis", env={"ODOO_CELERY_BROKER_URL": outage.url})
         broker_url = outage.url
     else:
-        outage = harness.RabbitMQApp()
-        worker = fault_worker("rabbitmq")
-        broker_url = harness.BROKERS["rabbitmq"]
+        outage = harness.BrokerOutage(harness.BROKERS["rabbitmq"]).start()
+        worker = fault_worker("rabbitmq", env={"ODOO_CELERY_BROKER_URL": outage.url})
+        broker_url = outage.url
     stack.point_caller(broker_url, worker.queue)
     worker.start(stack.app)
     outage.stop()
