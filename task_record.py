@@ -212,6 +212,29 @@ DELETE_EMPTY_WORKFLOWS = """
      WHERE w.root_id IS NULL AND NOT EXISTS (SELECT 1 FROM celery_task t WHERE t.workflow_root_id = w.id)
 """
 
+# The charts' views (models celery.task.duration and celery.task.hourly), made by their init().
+DURATION_VIEW = """
+    CREATE OR REPLACE VIEW celery_task_duration AS (
+        SELECT min(id) AS id, name, min(model_name) AS model_name, count(*) AS runs,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM done_at - started_at)) AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM done_at - started_at)) AS p95,
+               max(extract(epoch FROM done_at - started_at)) AS longest
+          FROM celery_task
+         WHERE state = 'done' AND started_at IS NOT NULL AND done_at IS NOT NULL
+         GROUP BY name
+    )
+"""
+
+HOURLY_VIEW = """
+    CREATE OR REPLACE VIEW celery_task_hourly AS (
+        SELECT min(id) AS id, to_char(date_trunc('hour', create_date), 'YYYY-MM-DD HH24:00') AS hour,
+               date_trunc('hour', create_date) AS hour_start, state, name, model_name, user_id,
+               count(*) AS tasks
+          FROM celery_task
+         GROUP BY date_trunc('hour', create_date), state, name, model_name, user_id
+    )
+"""
+
 # -- worker: claim, outcome, progress ---------------------------------------------------------
 
 # One round trip: take the task's session lock and, only when it was free, claim the record and

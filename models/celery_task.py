@@ -285,7 +285,7 @@ class CeleryTask(models.Model):
         values = {
             "state": task_record.CANCELLED,
             "done_at": fields.Datetime.now(),
-            "exc_type": "cancelled",
+            "exc_type": task_record.CANCELLED,
             "open_key": False,
         }
         who = self.env.user.name

@@ -6,7 +6,7 @@ the database's own (``percentile_cont``), not an average of averages.
 
 from odoo import fields, models
 
-from .. import compat
+from .. import compat, task_record
 
 
 class CeleryTaskDuration(models.Model):
@@ -23,16 +23,4 @@ class CeleryTaskDuration(models.Model):
     longest = fields.Float("Longest (s)", readonly=True, digits=(16, 3), **{compat.AGGREGATOR: "max"})
 
     def init(self):
-        self.env.cr.execute(
-            """
-            CREATE OR REPLACE VIEW celery_task_duration AS (
-                SELECT min(id) AS id, name, min(model_name) AS model_name, count(*) AS runs,
-                       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM done_at - started_at)) AS p50,
-                       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM done_at - started_at)) AS p95,
-                       max(extract(epoch FROM done_at - started_at)) AS longest
-                  FROM celery_task
-                 WHERE state = 'done' AND started_at IS NOT NULL AND done_at IS NOT NULL
-                 GROUP BY name
-            )
-            """
-        )
+        self.env.cr.execute(task_record.DURATION_VIEW)

@@ -23,14 +23,4 @@ class CeleryTaskHourly(models.Model):
     tasks = fields.Integer(readonly=True)
 
     def init(self):
-        self.env.cr.execute(
-            """
-            CREATE OR REPLACE VIEW celery_task_hourly AS (
-                SELECT min(id) AS id, to_char(date_trunc('hour', create_date), 'YYYY-MM-DD HH24:00') AS hour,
-                       date_trunc('hour', create_date) AS hour_start, state, name, model_name, user_id,
-                       count(*) AS tasks
-                  FROM celery_task
-                 GROUP BY date_trunc('hour', create_date), state, name, model_name, user_id
-            )
-            """
-        )
+        self.env.cr.execute(task_record.HOURLY_VIEW)

@@ -10,12 +10,13 @@ from odoo.exceptions import AccessError
 from .. import task_record
 
 KINDS = [("chain", "Chain"), ("group", "Group"), ("chord", "Chord")]
+RUNNING = "running"
 STATES = [
-    ("waiting", "Waiting"),
-    ("running", "Running"),
-    ("done", "Done"),
-    ("failed", "Failed"),
-    ("cancelled", "Cancelled"),
+    (task_record.WAITING, "Waiting"),
+    (RUNNING, "Running"),
+    (task_record.DONE, "Done"),
+    (task_record.FAILED, "Failed"),
+    (task_record.CANCELLED, "Cancelled"),
 ]
 
 
@@ -103,11 +104,11 @@ class CeleryWorkflow(models.Model):
 
 def _workflow_state(states):
     if not states or all(state == task_record.CANCELLED for state in states):
-        return "cancelled"
+        return task_record.CANCELLED
     if task_record.FAILED in states:
-        return "failed"
+        return task_record.FAILED
     if all(state in (task_record.DONE, task_record.CANCELLED) for state in states):
-        return "done"
+        return task_record.DONE
     if any(state in (task_record.STARTED, task_record.RETRY, task_record.DONE) for state in states):
-        return "running"
-    return "waiting"
+        return RUNNING
+    return task_record.WAITING

@@ -104,3 +104,5 @@ def test_task_list_and_form_in_a_browser(stack, database_copy, record_property):
     burst = seen["burst"]
     assert 1 <= burst["reloads"] <= 1 + burst["ms"] / 500, f"{burst}: it reloads, at most twice a second"
     assert seen["graph"]["canvas"]
+    assert {"Median (s)", "95th Percentile (s)"} <= set(seen["durations"]["headers"])
+    assert seen["failures"]["drawn"]

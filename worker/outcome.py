@@ -51,7 +51,7 @@ def record_outcome(registry, record_id, state, result=None, exc=None, countdown=
         with workflow.release_locks(lock_connection) as locks, registry.cursor() as cr:
             cr.execute(task_record.RETRY_TASK if state == task_record.RETRY else task_record.FINISH_TASK, values)
             if state == task_record.FAILED:
-                workflow.stop_downstream(cr, record_id, "failed")
+                workflow.stop_downstream(cr, record_id, task_record.FAILED)
             elif state == task_record.DONE:  # run in another database: its effects committed there
                 workflow.release_successors(cr, record_id, locks)
 
@@ -75,7 +75,7 @@ def record_failure_outside_task(dbname, record_id, exc, task_uuid=None):
         with connections.main_process_cursor(dbname) as cr:
             cr.execute(query, values)
             if cr.rowcount:
-                workflow.stop_downstream(cr, record_id, "failed")
+                workflow.stop_downstream(cr, record_id, task_record.FAILED)
     except psycopg2.Error as error:
         _logger.warning("celery_task: could not record the failure of task %s in %s: %s", record_id, dbname, error)
 

@@ -123,5 +123,33 @@ registry.category("web_tour.tours").add("celery_task_dashboard_tour", {
                 console.log(`${REPORT} graph: ${JSON.stringify({ canvas: true })}`);
             },
         },
+        ...openReport("celery_task.menu_celery_task_duration"),
+        {
+            content: "The durations pivot has the median and the 95th percentile",
+            trigger: ".o_pivot table",
+            run() {
+                const headers = [...document.querySelectorAll(".o_pivot thead th")].map((th) => th.textContent.trim());
+                console.log(`${REPORT} durations: ${JSON.stringify({ headers })}`);
+            },
+        },
+        ...openReport("celery_task.menu_celery_task_failures"),
+        {
+            content: "The failures per model are a pie",
+            trigger: ".o_graph_renderer canvas, .o_graph_view .o_view_nocontent",
+            run() {
+                console.log(`${REPORT} failures: ${JSON.stringify({ drawn: true })}`);
+            },
+        },
     ],
 });
+
+function openReport(xmlid) {
+    return [
+        {
+            content: "Open the Reports menu",
+            trigger: ".o_menu_sections [data-menu-xmlid='celery_task.menu_celery_reports']",
+            run: "click",
+        },
+        { content: `Open ${xmlid}`, trigger: `[data-menu-xmlid='${xmlid}']`, run: "click" },
+    ];
+}
