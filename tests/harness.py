@@ -352,6 +352,24 @@ class Stack:
         with registry.cursor() as cr:
             yield api.Environment(cr, uid or api.SUPERUSER_ID, context or {})
 
+    def retried(self, work, uid=None, attempts=5):
+        """``work(env)`` in a transaction of its own, run again on a concurrency conflict, as Odoo's RPC does.
+
+        What a user's click goes through: the worker's main process may update a task row (its
+        notice sent) between this transaction's snapshot and its write.
+        """
+        from psycopg2 import errors
+
+        for attempt in range(attempts):
+            try:
+                with self.env(uid=uid) as env:
+                    return work(env)
+            except (errors.SerializationFailure, errors.DeadlockDetected):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.1 * 2**attempt)
+        return None
+
     def task_row(self, task_uuid, dbname=None):
         with self.env(dbname=dbname) as env:
             env.cr.execute("SELECT * FROM celery_task WHERE uuid = %s", [task_uuid])

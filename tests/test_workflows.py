@@ -173,9 +173,12 @@ def test_a_failed_step_stops_the_chain_and_its_requeue_resumes_it(stack, broker,
     assert "is not fixed yet" in failed["exc_message"]
     assert stopped["exc_message"].startswith(f"step task.test.item.picky [{failed['uuid']}] failed")
     assert stack.item(last.id)["runs"] == 0
-    with stack.env() as env:
+
+    def fix_and_requeue(env):
         env["task.test.item"].browse(picky.id).note = "fixed"
         env["celery.task"].browse(failed["id"]).action_requeue()
+
+    stack.retried(fix_and_requeue)
     harness.wait_for(lambda: stack.task_row(result.id)["state"] == "done", 60, what="the chain to resume")
     rows = steps(stack, result.id)
     assert [(row["state"], row["result"]) for row in rows] == [("done", "2"), ("done", "2"), ("done", "3")]
@@ -190,11 +193,13 @@ def test_a_failed_member_cancels_the_callback_and_its_success_releases_it(stack,
     rows = wait_steps(stack, result.id)
     assert [row["state"] for row in rows] == ["done", "failed", "cancelled"]
     assert "step task.test.item.picky" in rows[2]["exc_message"] and "failed" in rows[2]["exc_message"]
-    with stack.env() as env:
+
+    def fix_and_requeue(env):
         env["task.test.item"].browse(picky.id).note = "fixed"
-        requeued = env["celery.task"].browse(rows[1]["id"])
-        requeued.action_requeue()
+        env["celery.task"].browse(rows[1]["id"]).action_requeue()
         assert env["celery.task"].browse(rows[2]["id"]).state == "waiting", "the callback waits again"
+
+    stack.retried(fix_and_requeue)
     harness.wait_for(lambda: stack.task_row(result.id)["state"] == "done", 60, what="the callback to run")
     assert json.loads(stack.task_row(result.id)["result"]) == [2, 7]
     assert stack.item(callback.id)["runs"] == 1
