@@ -96,8 +96,13 @@ class CeleryTask(models.Model):
     progress_total = fields.Float("Progress Total", compute="_compute_progress")
     progress_message = fields.Char("Progress Message", compute="_compute_progress")
     progress_label = fields.Char("Steps", compute="_compute_progress")
-    workflow_id = fields.Many2one("celery.workflow", "Part of", readonly=True, index=True, ondelete="set null")
-    workflow_root_id = fields.Many2one("celery.workflow", "Workflow", readonly=True, index=True, ondelete="set null")
+    # Partial indexes: most tasks are in no workflow, and an index entry per NULL costs every insert.
+    workflow_id = fields.Many2one(
+        "celery.workflow", "Part of", readonly=True, index="btree_not_null", ondelete="set null"
+    )
+    workflow_root_id = fields.Many2one(
+        "celery.workflow", "Workflow", readonly=True, index="btree_not_null", ondelete="set null"
+    )
     receives = fields.Selection(
         [
             (task_record.RECEIVES_NOTHING, "Its own arguments only"),
@@ -137,7 +142,9 @@ class CeleryTask(models.Model):
         # Outcomes to tell, and the finished tasks of a period (charts, vacuum): columns the claim and
         # the sent mark never write.
         cr.execute("CREATE INDEX IF NOT EXISTS celery_task_notice_idx ON celery_task (id) WHERE notice_pending")
-        cr.execute("CREATE INDEX IF NOT EXISTS celery_task_done_at_idx ON celery_task (done_at)")
+        cr.execute(
+            "CREATE INDEX IF NOT EXISTS celery_task_done_at_idx ON celery_task (done_at) WHERE done_at IS NOT NULL"
+        )
         # A limit's unfinished tasks: its deferred ones, the room it has (done_at already has a partial index).
         cr.execute(
             "CREATE INDEX IF NOT EXISTS celery_task_limit_unfinished_idx ON celery_task (limit_name, id)"
