@@ -18,7 +18,7 @@ import time
 import psycopg2
 
 from . import compat, task_record
-from .app import publish
+from .app import celery_app, publish
 
 _logger = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ class Publisher:
             self._waiting = collections.deque()
             self._unfinished = 0
             self._changed = threading.Condition()
+            # The broker's client library, loaded now: loaded while the interpreter shuts down (a
+            # script that exits right after its commit), it cannot register its exit hooks and
+            # every publish fails ("can't register atexit after shutdown").
+            celery_app.connection_for_write().transport  # noqa: B018 - loads the transport and its client
             threading.Thread(target=_PublisherThread(self).run, name="celery_task publisher", daemon=True).start()
             if self._pid is None:
                 atexit.register(self._publish_before_exit)

@@ -4,6 +4,8 @@ import datetime
 import decimal
 import json
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -51,6 +53,37 @@ def test_publisher_thread_sends_after_commit_and_marks_sent_in_batches(stack):
         assert len({row["sent_at"] for row in rows}) < len(rows), "marked in batches, not one update per call"
         queued = [json.loads(message)["headers"]["id"] for message in broker.lrange(queue, 0, -1)]
         assert sorted(queued) == sorted(uuids), "each committed call is on the broker once"
+    finally:
+        broker.delete(queue)
+        with stack.env() as env:
+            env.cr.execute("DELETE FROM celery_task WHERE queue = %s", [queue])
+
+
+def test_a_script_that_exits_right_after_its_commits_publishes_its_calls_first(stack, redis):
+    """As ``odoo-bin shell`` or a cron script: when its process ends, its calls are on the broker already."""
+    import redis as redis_client
+
+    queue = f"ct-test-{stack.run_id}-exit"
+    broker = redis_client.Redis.from_url(harness.BROKERS["redis"])
+    item_id = stack.new_item()
+    # No result backend, as by default: a backend loads the broker's client library early, and hides the fault.
+    env = {**redis.env, "ODOO_CELERY_DEFAULT_QUEUE": queue, "ODOO_CELERY_BACKEND_URL": ""}
+    script = harness.REPO / "tests" / "exit_right_after_commit.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(stack.config_path), stack.db, str(item_id)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tempfile.gettempdir(),
+    )
+    try:
+        assert done.returncode == 0 and "committed" in done.stdout, done.stderr[-3000:]
+        assert "can't register atexit" not in done.stderr and "broker refused" not in done.stderr, done.stderr[-3000:]
+        assert broker.llen(queue) == 5, "all five were on the broker when the script ended"
+        with stack.env() as env:
+            env.cr.execute("SELECT count(sent_at) FROM celery_task WHERE queue = %s", [queue])
+            assert env.cr.fetchone()[0] == 5, "and marked sent: the relay has nothing to do"
     finally:
         broker.delete(queue)
         with stack.env() as env:
