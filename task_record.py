@@ -429,19 +429,27 @@ DEFER_TASK = """
      WHERE id = %(id)s AND state = 'started'
 """
 
-# Under the gate: as many deferred tasks of the limit as it has room for (its size, less the tasks
-# of the limit running or about to claim), oldest first, back to pending.
+# Under the gate: as many deferred tasks of the limit as it has room for, oldest first, back to
+# pending. Its room: the slots free now (each tried and let go at once: a slot a dead worker held
+# is free, though its task still says started), less the tasks of the limit about to claim one.
 HAND_OFF = """
-    WITH size AS (SELECT COALESCE((SELECT size FROM celery_task_limit WHERE name = %(limit)s), %(size)s) AS n),
-    busy AS (
+    WITH size AS MATERIALIZED (
+        SELECT COALESCE((SELECT size FROM celery_task_limit WHERE name = %(limit)s), %(size)s) AS n
+    ),
+    free AS MATERIALIZED (
+        SELECT count(*) AS n FROM generate_series(0, (SELECT n FROM size) - 1) AS slot
+         WHERE CASE WHEN pg_try_advisory_lock(hashtextextended(%(limit)s || ':' || slot, 0))
+                    THEN pg_advisory_unlock(hashtextextended(%(limit)s || ':' || slot, 0)) ELSE false END
+    ),
+    claiming AS (
         SELECT count(*) AS n FROM celery_task
-         WHERE done_at IS NULL AND limit_name = %(limit)s AND state IN ('started', 'pending')
+         WHERE done_at IS NULL AND limit_name = %(limit)s AND state = 'pending'
     ),
     handed AS (
         SELECT id FROM celery_task
          WHERE done_at IS NULL AND limit_name = %(limit)s AND state = 'deferred'
          ORDER BY id
-         LIMIT greatest((SELECT n FROM size) - (SELECT n FROM busy), 0)
+         LIMIT greatest((SELECT n FROM free) - (SELECT n FROM claiming), 0)
            FOR UPDATE SKIP LOCKED
     )
     UPDATE celery_task SET state = 'pending', write_date = (now() AT TIME ZONE 'UTC')

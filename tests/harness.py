@@ -23,6 +23,7 @@ AMQP_URL = os.environ.get("CELERY_TASK_TEST_AMQP", "amqp://guest:guest@127.0.0.1
 BROKERS = {"redis": f"{REDIS_URL}/14", "rabbitmq": AMQP_URL}
 RESULT_BACKEND = f"{REDIS_URL}/15"
 TEMPLATE_PREFIX = "ct_tpl_"
+_held_templates = set()
 
 
 def supported_series():
@@ -128,8 +129,7 @@ def create_database(config_path, dbname, modules, log_path):
     template = f"{series}{digest.hexdigest()[:16]}"
     if os.environ.get("CI") or os.environ.get("CELERY_TASK_TEST_FRESH_DB"):
         template += "_" + (os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid()))[:12]
-    with open(Path(tempfile.gettempdir()) / f"{template}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _template_lock(template):
         if not _database_exists(template):
             for stale in _databases_like(f"{series}%"):
                 if subprocess.run(["dropdb", "--if-exists", stale], capture_output=True).returncode == 0:
@@ -137,6 +137,21 @@ def create_database(config_path, dbname, modules, log_path):
             _install(config_path, template, modules, log_path)
     copy_database(template, dbname)
     return template
+
+
+@contextlib.contextmanager
+def _template_lock(template):
+    """Across the processes of this machine (flock on a file named after the template); re-entrant in one."""
+    if template in _held_templates:
+        yield
+        return
+    with open(Path(tempfile.gettempdir()) / f"{template}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _held_templates.add(template)
+        try:
+            yield
+        finally:
+            _held_templates.discard(template)
 
 
 def _install(config_path, dbname, modules, log_path):
@@ -178,11 +193,16 @@ def _database_exists(dbname):
 
 
 def copy_database(template, dbname):
-    """``dbname`` as a copy of ``template``, with its filestore."""
+    """``dbname`` as a copy of ``template``, with its filestore.
+
+    One copy of a template at a time (``createdb -T`` refuses a template another copy reads):
+    parallel sessions take turns on its lock.
+    """
     from odoo.tools import config
 
     drop_database(dbname)
-    subprocess.run(["createdb", "-T", template, dbname], check=True, capture_output=True)
+    with _template_lock(template):
+        subprocess.run(["createdb", "-T", template, dbname], check=True, capture_output=True)
     filestore = config.filestore(template)
     if os.path.isdir(filestore):
         shutil.rmtree(config.filestore(dbname), ignore_errors=True)
