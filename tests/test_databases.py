@@ -25,7 +25,7 @@ def every(stack):
     config_path = stack.home.write_config(
         "every.conf",
         [],
-        dbfilter=f"^ct_test_{stack.run_id}",
+        dbfilter=f"^ct_test_{stack.run_id}(_|$)",
         enable_celery_task="True",
         celery_broker_url=harness.BROKERS["redis"],
         celery_database_scan_interval=str(SCAN_SECONDS),
