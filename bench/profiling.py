@@ -10,11 +10,19 @@ import contextlib
 import shutil
 import signal
 import subprocess
+import sys
+from pathlib import Path
+
+
+def py_spy():
+    """py-spy on the PATH, or beside this Python (a virtualenv's bin not on the PATH)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
 
 
 class Profiles:
     def __init__(self, directory):
-        if shutil.which("py-spy") is None:
+        if py_spy() is None:
             raise SystemExit("--profile needs py-spy and pyinstrument (pip install py-spy pyinstrument)")
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -37,7 +45,7 @@ class Profiles:
         output = self.directory / f"{name}.collapsed.txt"
         spy = subprocess.Popen(
             [
-                *("py-spy", "record", "--pid", str(pid), "--subprocesses", "--idle", "--rate", "250"),
+                *(py_spy(), "record", "--pid", str(pid), "--subprocesses", "--idle", "--rate", "250"),
                 *("--format", "raw", "--output", str(output)),
             ],
             stdout=subprocess.DEVNULL,

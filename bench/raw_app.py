@@ -15,16 +15,23 @@ BROKER_ENV = "CT_BENCH_RAW_BROKER"
 DATABASE_ENV = "CT_BENCH_RAW_DB"
 TABLE = "ct_bench_row"
 
-app = Celery("ct_bench_raw", set_as_current=False)
-app.conf.update(
-    broker_url=os.environ.get(BROKER_ENV, "redis://127.0.0.1:6379/11"),
-    task_serializer="json",
-    accept_content=["json"],
-    task_acks_late=True,
-    worker_prefetch_multiplier=1,
-    task_ignore_result=True,
-    broker_connection_retry_on_startup=True,
-)
+
+def plain_app(name, broker_env, default_broker):
+    """A Celery app with the addon's task settings and nothing else: the baselines' app."""
+    app = Celery(name, set_as_current=False)
+    app.conf.update(
+        broker_url=os.environ.get(broker_env, default_broker),
+        task_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+    )
+    return app
+
+
+app = plain_app("ct_bench_raw", BROKER_ENV, "redis://127.0.0.1:6379/11")
 
 _connections = {}
 

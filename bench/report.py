@@ -1,10 +1,20 @@
-"""Turns the runs into the report: spreads, paired ratios, the issue's targets, and the printed table."""
+"""Turns the runs into the report: spreads, paired ratios, the targets, and the printed tables."""
 
 import statistics
 
-TARGETS = {"enqueue_ratio": 1.3, "drain_ratio": 0.7, "latency_p50_ms_redis": 10.0}
+TARGETS = {
+    "enqueue_vs_write_txn": 1.25,
+    "drain_vs_floor": 0.9,
+    "drain_vs_queue_job": 4.0,
+    "latency_p50_ms": 3.0,
+    "latency_p99_ms": 6.0,
+    "memory_over_floor_mib": 10.0,
+    "chord_drain_ratio": 0.9,
+    "backlog_flat": 0.1,
+}
 PERCENTILES = ("p50", "p95", "p99")
 LATENCY_ORIGINS = {"from_commit": "latency from COMMIT", "from_return": "latency from commit()"}
+SIDES = ("ours", "floor", "raw", "queue_job")
 
 
 def spread(values):
@@ -30,121 +40,360 @@ def paired(ours, other):
     return spread([a / b for a, b in zip(ours["runs"], other["runs"], strict=True)])
 
 
+def runs_of(runs, key):
+    return spread([run[key] for run in runs])
+
+
+def pool_pss(memory):
+    return max(child["pss_mib"] for child in memory["pool"])
+
+
 def verdict(result, broker):
-    """Ours/raw (and ours/floor) ratios, and which of the issue's targets their medians meet."""
-    ours, floor, raw = result["ours"], result["floor"], result["raw"]
-    ratios = {
-        "enqueue": paired(ours["enqueue_ms"], raw["noop_enqueue_ms"]),
-        "enqueue_cpu": paired(ours["enqueue_cpu_ms"], raw["noop_enqueue_cpu_ms"]),
-        "enqueue_published": paired(ours["enqueue_published_ms"], raw["noop_enqueue_ms"]),
-        "enqueue_floor": paired(floor["write_txn_ms"], raw["noop_enqueue_ms"]),
-        "drain": paired(ours["drain_tps"], raw["drain_tps"]),
-        "drain_cpu": paired(ours["drain_cpu_ms"], raw["drain_cpu_ms"]),
-        "drain_machine_cpu": paired(ours["drain_machine_cpu_ms"], raw["drain_machine_cpu_ms"]),
-        "drain_vs_floor": paired(ours["drain_tps"], floor["drain_tps"]),
-    }
-    met = {
-        "enqueue": ratios["enqueue"]["median"] <= TARGETS["enqueue_ratio"],
-        "drain": ratios["drain"]["median"] >= TARGETS["drain_ratio"],
-    }
-    if broker == "redis":
-        met["latency_p50"] = ours["latency_ms"]["from_commit"]["p50"]["median"] <= TARGETS["latency_p50_ms_redis"]
+    """The ratios between the sides (and parts) measured, and which targets their medians meet."""
+    ours, floor, raw, queue_job = (result.get(name) for name in SIDES)
+    ratios, met = {}, {}
+    if raw:
+        ratios.update(
+            enqueue=paired(ours["enqueue_ms"], raw["noop_enqueue_ms"]),
+            enqueue_cpu=paired(ours["enqueue_cpu_ms"], raw["noop_enqueue_cpu_ms"]),
+            enqueue_published=paired(ours["enqueue_published_ms"], raw["noop_enqueue_ms"]),
+            enqueue_floor=paired(floor["write_txn_ms"], raw["noop_enqueue_ms"]),
+            drain=paired(ours["drain_tps"], raw["drain_tps"]),
+            drain_cpu=paired(ours["drain_cpu_ms"], raw["drain_cpu_ms"]),
+            drain_machine_cpu=paired(ours["drain_machine_cpu_ms"], raw["drain_machine_cpu_ms"]),
+            drain_vs_floor=paired(ours["drain_tps"], floor["drain_tps"]),
+            enqueue_vs_write_txn=paired(ours["enqueue_ms"], floor["write_txn_ms"]),
+        )
+        met["enqueue"] = ratios["enqueue_vs_write_txn"]["median"] <= TARGETS["enqueue_vs_write_txn"]
+        met["drain_floor"] = ratios["drain_vs_floor"]["median"] >= TARGETS["drain_vs_floor"]
+    if ours and "latency_ms" in ours:
+        for key in ("p50", "p99"):
+            met[f"latency_{key}"] = ours["latency_ms"]["from_commit"][key]["median"] <= TARGETS[f"latency_{key}_ms"]
+    if queue_job:
+        for key in ("enqueue_ms", "enqueue_cpu_ms", "drain_tps", "drain_cpu_ms", "drain_machine_cpu_ms"):
+            ratios[f"{key}_vs_queue_job"] = paired(ours[key], queue_job[key])
+        met["drain_queue_job"] = ratios["drain_tps_vs_queue_job"]["median"] >= TARGETS["drain_vs_queue_job"]
+        for key in ("p50", "p99"):
+            mine, theirs = ours["latency_ms"]["from_commit"][key], queue_job["latency_ms"]["from_commit"][key]
+            ratios[f"latency_{key}_vs_queue_job"] = paired(mine, theirs)
+    if "memory_floor" in result:
+        memory = result["memory_floor"]
+        over = pool_pss(memory["ours"]) - pool_pss(memory["floor"])
+        ratios["memory_pss"] = spread([pool_pss(memory["ours"]) / pool_pss(memory["floor"])])
+        ratios["memory_pss_over_floor_mib"] = spread([over])
+        met["memory"] = over <= TARGETS["memory_over_floor_mib"]
+    if "workflows" in result:
+        chord, plain = result["workflows"]["chord"], result["workflows"]["plain"]
+        ratios["chord_drain"] = paired(runs_of(chord, "drain_tps"), runs_of(plain, "drain_tps"))
+        ratios["chord_enqueue"] = paired(runs_of(chord, "enqueue_ms_per_task"), runs_of(plain, "enqueue_ms_per_task"))
+        met["chord_drain"] = ratios["chord_drain"]["median"] >= TARGETS["chord_drain_ratio"]
+    if "unique" in result:
+        unique = result["unique"]
+        ratios["unique_enqueue"] = paired(
+            runs_of(unique["touch_unique"], "enqueue_ms"), runs_of(unique["touch"], "enqueue_ms")
+        )
+        limits = result["limits"]
+        ratios["limited_drain"] = paired(
+            runs_of(limits["touch_limited"], "drain_tps"), runs_of(limits["touch"], "drain_tps")
+        )
+        ratios["limited_drain_cpu"] = paired(
+            runs_of(limits["touch_limited"], "drain_cpu_ms"), runs_of(limits["touch"], "drain_cpu_ms")
+        )
+    if "backlog" in result:
+        for name, runs in result["backlog"]["series"].items():
+            if len(runs) > 1 and "drain_tps" in runs[0]:
+                ratios[f"backlog_{name}_tps_largest_vs_smallest"] = spread(
+                    [runs[-1]["drain_tps"] / runs[0]["drain_tps"]]
+                )
+                ratios[f"backlog_{name}_cpu_largest_vs_smallest"] = spread(
+                    [runs[-1]["drain_cpu_ms"] / runs[0]["drain_cpu_ms"]]
+                )
+                if name != "floor":
+                    flat = TARGETS["backlog_flat"]
+                    met[f"backlog_{name}_flat"] = (
+                        runs[-1]["drain_tps"] / runs[0]["drain_tps"] >= 1 - flat
+                        and runs[-1]["drain_cpu_ms"] / runs[0]["drain_cpu_ms"] <= 1 + flat
+                    )
+    if "latency_backlog" in result:
+        part = result["latency_backlog"]
+        for key in ("p50", "p99"):
+            ratios[f"latency_backlog_{key}"] = spread(
+                [part["under_backlog"]["from_commit"][key] / part["light"]["from_commit"][key]]
+            )
     return {"ratios": ratios, "targets_met": met}
 
 
 def fmt(values, digits):
+    if not values:
+        return ""
     return f"{values['median']:.{digits}f} [{values['min']:.{digits}f}-{values['max']:.{digits}f}]"
+
+
+def versus(first, second, key, digits):
+    """``first / second`` of one measurement over the runs of two kinds."""
+    return f"{fmt(runs_of(first, key), digits)} / {fmt(runs_of(second, key), digits)}"
+
+
+def cost(measured):
+    """A round timed by relay_cost: its ms, statements and connections."""
+    return (
+        f"{measured['ms']:.1f} ms, {measured['statements']:.0f} statements, {measured['connections']:.0f} connections"
+    )
 
 
 def goal(text, met):
     return f"{text} {'met' if met else 'NOT MET'}"
 
 
-def broker_rows(result):
-    """(metric, ours, floor, raw, ours/raw, target) rows of one broker."""
-    ours, floor, raw = result["ours"], result["floor"], result["raw"]
+def main_rows(result):
+    """(metric, ours, floor, raw, queue_job, ours/raw, ours/queue_job, target) rows of one broker."""
+    sides = {name: result.get(name) or {} for name in SIDES}
     ratios, met = result["ratios"], result["targets_met"]
+
+    def row(label, key, digits, raw_key=None, raw_ratio=None, qj=True, target=""):
+        cells = [fmt(sides[name].get(key), digits) for name in ("ours", "floor")]
+        cells.append(fmt(sides["raw"].get(raw_key or key), digits))
+        cells.append(fmt(sides["queue_job"].get(key), digits) if qj else "")
+        cells.append(fmt(ratios.get(raw_ratio), 2) if raw_ratio else "")
+        cells.append(fmt(ratios.get(f"{key}_vs_queue_job"), 2) if qj else "")
+        return (label, *cells, target)
+
+    def target(name, text):
+        return goal(text, met[name]) if name in met else ""
+
+    enqueue_goal = target("enqueue", f"ours/odoo floor <= {TARGETS['enqueue_vs_write_txn']}")
+    drain_goal = target("drain_queue_job", f"ours/queue_job >= {TARGETS['drain_vs_queue_job']}")
     rows = [
-        (
-            "enqueue ms/call (raw: no-op)",
-            fmt(ours["enqueue_ms"], 3),
-            fmt(floor["write_txn_ms"], 3),
-            fmt(raw["noop_enqueue_ms"], 3),
-            fmt(ratios["enqueue"], 2),
-            goal(f"<= {TARGETS['enqueue_ratio']}", met["enqueue"]),
-        ),
-        (
-            "  caller CPU ms/call",
-            fmt(ours["enqueue_cpu_ms"], 3),
-            fmt(floor["write_txn_cpu_ms"], 3),
-            fmt(raw["noop_enqueue_cpu_ms"], 3),
-            fmt(ratios["enqueue_cpu"], 2),
-            "",
-        ),
-        (
+        row("enqueue ms/call (raw: no-op)", "enqueue_ms", 3, "noop_enqueue_ms", "enqueue", target=enqueue_goal),
+        row("  caller CPU ms/call", "enqueue_cpu_ms", 3, "noop_enqueue_cpu_ms", "enqueue_cpu"),
+        row(
             "  until all on the broker ms/call",
-            fmt(ours["enqueue_published_ms"], 3),
-            "",
-            fmt(raw["noop_enqueue_ms"], 3),
-            fmt(ratios["enqueue_published"], 2),
-            "",
+            "enqueue_published_ms",
+            3,
+            "noop_enqueue_ms",
+            "enqueue_published",
+            False,
         ),
-        ("  raw apply_async(touch) ms/call", "", "", fmt(raw["enqueue_ms"], 3), "", ""),
+        ("  raw apply_async(touch) ms/call", "", "", fmt(sides["raw"].get("enqueue_ms"), 3), "", "", "", ""),
         (
-            "  odoo floor / raw: a write transaction alone",
+            "  odoo floor: a write transaction alone ms",
             "",
-            fmt(ratios["enqueue_floor"], 2),
+            fmt(sides["floor"].get("write_txn_ms"), 3),
             "",
             "",
             "",
-        ),
-        (
-            "drain tasks/s",
-            fmt(ours["drain_tps"], 0),
-            fmt(floor["drain_tps"], 0),
-            fmt(raw["drain_tps"], 0),
-            fmt(ratios["drain"], 2),
-            goal(f">= {TARGETS['drain_ratio']}", met["drain"]),
-        ),
-        (
-            "  worker CPU ms/task",
-            fmt(ours["drain_cpu_ms"], 2),
-            fmt(floor["drain_cpu_ms"], 2),
-            fmt(raw["drain_cpu_ms"], 2),
-            fmt(ratios["drain_cpu"], 2),
-            "",
-        ),
-        (
-            "  machine CPU ms/task (+ PostgreSQL, broker)",
-            fmt(ours["drain_machine_cpu_ms"], 2),
-            fmt(floor["drain_machine_cpu_ms"], 2),
-            fmt(raw["drain_machine_cpu_ms"], 2),
-            fmt(ratios["drain_machine_cpu"], 2),
-            "",
-        ),
-        (
-            "  CPU stolen by the hypervisor %",
-            fmt(ours["drain_steal_pct"], 1),
-            fmt(floor["drain_steal_pct"], 1),
-            fmt(raw["drain_steal_pct"], 1),
             "",
             "",
         ),
     ]
+    if ratios.get("enqueue_vs_write_txn"):
+        rows.append(("  ours/floor enqueue ms", "", fmt(ratios["enqueue_vs_write_txn"], 2), "", "", "", "", ""))
+    rows += [
+        row("drain tasks/s", "drain_tps", 0, raw_ratio="drain", target=drain_goal),
+        row("  worker CPU ms/task", "drain_cpu_ms", 2, raw_ratio="drain_cpu"),
+        row("  machine CPU ms/task (+ PostgreSQL, broker)", "drain_machine_cpu_ms", 2, raw_ratio="drain_machine_cpu"),
+        row("  CPU stolen by the hypervisor %", "drain_steal_pct", 1, qj=True),
+    ]
+    if ratios.get("drain_vs_floor"):
+        floor_goal = target("drain_floor", f">= {TARGETS['drain_vs_floor']}")
+        rows.append(("  ours/floor drain tasks/s", "", fmt(ratios["drain_vs_floor"], 2), "", "", "", "", floor_goal))
     for origin, label in LATENCY_ORIGINS.items():
         for key in PERCENTILES:
-            target = ""
-            if (origin, key) == ("from_commit", "p50") and "latency_p50" in met:
-                target = goal(f"<= {TARGETS['latency_p50_ms_redis']} ms", met["latency_p50"])
-            values = [fmt(side["latency_ms"][origin][key], 1) for side in (ours, raw)]
-            rows.append((f"{label} {key} ms", values[0], "", values[1], "", target))
+            goal_text = ""
+            if origin == "from_commit" and key in ("p50", "p99"):
+                goal_text = target(f"latency_{key}", f"<= {TARGETS[f'latency_{key}_ms']:.0f} ms")
+            cells = [fmt(sides[name].get("latency_ms", {}).get(origin, {}).get(key), 1) for name in SIDES]
+            vs_qj = fmt(ratios.get(f"latency_{key}_vs_queue_job"), 2) if origin == "from_commit" else ""
+            rows.append((f"{label} {key} ms", cells[0], "", cells[2], cells[3], "", vs_qj, goal_text))
     for label, pick in (
         ("peak RSS per pool process MiB", lambda memory: max(child["peak_rss_mib"] for child in memory["pool"])),
-        ("PSS per pool process MiB", lambda memory: max(child["pss_mib"] for child in memory["pool"])),
+        ("PSS per pool process MiB", pool_pss),
         ("peak RSS main process MiB", lambda memory: memory["main"]["peak_rss_mib"]),
     ):
-        rows.append((label, f"{pick(ours['memory']):.0f}", "", f"{pick(raw['memory']):.0f}", "", ""))
+        cells = [f"{pick(sides[name]['memory']):.0f}" if "memory" in sides[name] else "" for name in SIDES]
+        rows.append((label, cells[0], "", cells[2], "", "", "", ""))
     return rows
+
+
+def part_rows(result):
+    """(part, metric, value, ratio, target) rows of the parts measured on one broker."""
+    ratios, met = result["ratios"], result["targets_met"]
+    rows = []
+    if "memory_floor" in result:
+        memory = result["memory_floor"]
+        ours, floor = pool_pss(memory["ours"]), pool_pss(memory["floor"])
+        target = goal(f"<= floor + {TARGETS['memory_over_floor_mib']:.0f} MiB", met["memory"])
+        peak = [max(child["peak_rss_mib"] for child in memory[name]["pool"]) for name in ("ours", "floor")]
+        rows.append(
+            ("memory", "peak RSS per pool process MiB: ours / floor worker", f"{peak[0]:.1f} / {peak[1]:.1f}", "", "")
+        )
+        rows.append(
+            (
+                "memory",
+                "PSS per pool process MiB: ours / floor worker",
+                f"{ours:.1f} / {floor:.1f}",
+                f"{ours / floor:.2f}x, {ours - floor:+.1f} MiB",
+                target,
+            )
+        )
+    if "backlog" in result:
+        part = result["backlog"]
+        for name, runs in part["series"].items():
+            for run in runs:
+                measured = []
+                if "drain_tps" in run:
+                    measured.append(
+                        f"{run['drain_tps']:.0f} tasks/s, worker {run['drain_cpu_ms']:.2f} ms/task, "
+                        f"machine {run['drain_machine_cpu_ms']:.2f} ms/task"
+                    )
+                if "relay" in run:
+                    measured.append(f"relay round {cost(run['relay'])}")
+                rows.append(("backlog", f"{name}: backlog {run['backlog']}", "; ".join(measured), "", ""))
+            key = f"backlog_{name}_tps_largest_vs_smallest"
+            if key in ratios:
+                rows.append(
+                    (
+                        "backlog",
+                        f"{name}: largest / smallest backlog",
+                        "tasks/s, worker CPU/task",
+                        f"{ratios[key]['median']:.2f}, {ratios[key.replace('tps', 'cpu')]['median']:.2f}",
+                        goal(f"within {TARGETS['backlog_flat']:.0%}", met[f"backlog_{name}_flat"])
+                        if f"backlog_{name}_flat" in met
+                        else "",
+                    )
+                )
+        rows.append(("backlog", "plot", part.get("plot", ""), "", ""))
+    if "latency_backlog" in result:
+        part = result["latency_backlog"]
+        for key in ("p50", "p99"):
+            light, loaded = part["light"]["from_commit"][key], part["under_backlog"]["from_commit"][key]
+            rows.append(
+                (
+                    "latency",
+                    f"from COMMIT {key} ms: light / under a {part['backlog']} backlog",
+                    f"{light:.1f} / {loaded:.1f}",
+                    f"{ratios[f'latency_backlog_{key}']['median']:.2f}x",
+                    f"backlog left after the probes: {part['left_after_probes']}",
+                )
+            )
+    if "workflows" in result:
+        chord, plain = result["workflows"]["chord"], result["workflows"]["plain"]
+        target = goal(f">= {TARGETS['chord_drain_ratio']}", met["chord_drain"])
+        rows.append(
+            (
+                "workflows",
+                f"drain tasks/s: {result['workflows']['members']} chord members / plain",
+                versus(chord, plain, "drain_tps", 0),
+                fmt(ratios["chord_drain"], 2),
+                target,
+            )
+        )
+        rows.append(
+            (
+                "workflows",
+                "enqueue ms/task, one transaction: chord / plain",
+                versus(chord, plain, "enqueue_ms_per_task", 3),
+                fmt(ratios["chord_enqueue"], 2),
+                "",
+            )
+        )
+        rows.append(
+            (
+                "workflows",
+                "chord callback seen after the last member s",
+                fmt(runs_of(chord, "callback_after_drain_s"), 3),
+                "",
+                "",
+            )
+        )
+    if "unique" in result:
+        unique, limits = result["unique"], result["limits"]
+        rows.append(
+            (
+                "unique",
+                "enqueue ms/call: unique=True / plain",
+                versus(unique["touch_unique"], unique["touch"], "enqueue_ms", 3),
+                fmt(ratios["unique_enqueue"], 2),
+                "",
+            )
+        )
+        rows.append(
+            (
+                "limits",
+                "drain tasks/s: concurrency=2 / plain (worker -c 2)",
+                versus(limits["touch_limited"], limits["touch"], "drain_tps", 0),
+                fmt(ratios["limited_drain"], 2),
+                f"worker CPU/task {fmt(ratios['limited_drain_cpu'], 2)}x",
+            )
+        )
+    if "exit" in result:
+        for number, run in enumerate(result["exit"], 1):
+            seconds = ", ".join(
+                f"{label} {run.get(key):.3f} s" if run.get(key) is not None else f"{label} never (left to a relay)"
+                for key, label in (
+                    ("on_broker_s", "on the broker"),
+                    ("marked_sent_s", "marked sent"),
+                    ("exited_s", "exited"),
+                )
+            )
+            problems = [key for key in ("atexit_after_shutdown", "broker_refused") if run[key]]
+            rows.append(
+                (
+                    "exit",
+                    f"run {number}: 5 calls, exit at once; after the last commit",
+                    seconds,
+                    "",
+                    f"exit code {run['exit_code']}; "
+                    + (", ".join(problems) + " in its output" if problems else "clean output"),
+                )
+            )
+    return rows
+
+
+def database_rows(part):
+    rows = []
+    for step in part["steps"]:
+        if "skipped" in step:
+            rows.append(("databases", f"{step['databases']} served", "skipped", "", step["skipped"]))
+            continue
+        pool = [child["pss_mib"] for child in step["memory"]["pool"]]
+        rows += [
+            (
+                "databases",
+                f"{step['databases']} served: PSS per pool process MiB",
+                " / ".join(f"{pss:.0f}" for pss in pool),
+                "",
+                f"{step['connections']} connections to them",
+            ),
+            (
+                "databases",
+                f"{step['databases']} served: first task in a database not loaded s",
+                fmt(step["first_task_s"], 2),
+                "",
+                f"{len(step['first_task_s']['runs'])} new databases",
+            ),
+            (
+                "databases",
+                f"{step['databases']} served: relay round (this process)",
+                cost(step["relay"]),
+                "",
+                f"scan {step['scan']['ms']:.1f} ms, {step['scan']['connections']} connections",
+            ),
+            (
+                "databases",
+                f"{step['databases']} served: worker CPU while idle % of a core",
+                f"{step['idle_cpu_pct']:.1f}",
+                "",
+                "",
+            ),
+        ]
+    return rows
+
+
+def render(rows):
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def table(results):
@@ -153,9 +402,21 @@ def table(results):
     Enqueue floor: an Odoo transaction writing one field and committing, with no task in it.
     Drain floor: that write as a plain Celery task in the addon's worker.
     """
-    rows = [("broker", "metric", "ours", "odoo floor", "raw", "ours/raw", "target")]
+    header = ("broker", "metric", "ours", "odoo floor", "raw", "queue_job", "ours/raw", "ours/queue_job", "target")
+    main = [header]
+    parts = [("broker", "part", "metric", "value", "ratio", "target / note")]
     for broker, result in results.items():
-        rows += [(broker, *row) for row in broker_rows(result)]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
-    return "\n".join(line.rstrip() for line in lines)
+        if broker == "databases":
+            parts += [(broker_of(results), *row) for row in database_rows(result)]
+            continue
+        if "ours" in result:
+            main += [(broker, *row) for row in main_rows(result)]
+        parts += [(broker, *row) for row in part_rows(result)]
+    sections = [render(main)] if len(main) > 1 else []
+    if len(parts) > 1:
+        sections.append(render(parts))
+    return "\n\n".join(sections)
+
+
+def broker_of(results):
+    return next(name for name in results if name != "databases")

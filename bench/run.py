@@ -1,9 +1,10 @@
-"""How close the addon comes to raw Celery: enqueue cost, drain throughput, latency, memory.
+"""How close the addon comes to raw Celery, its Odoo floor and OCA queue_job; how its features and its
+cost per task hold up at volume.
 
-    python bench/run.py --out bench/results/latest.json [--quick] [--broker redis|rabbitmq]
+    python bench/run.py --out bench/results/latest.json [--quick] [--broker redis|rabbitmq] [--part NAME]
 
-Creates its own databases (``ct_bench_*``), Redis databases 10-12, queues ``ct-bench-*`` and
-workers, and removes them all when it ends, also on failure. See bench/README.md.
+Creates its own databases (``ct_bench_*``), Redis databases 10-12, queues ``ct-bench-*``, workers and
+a queue_job server, and removes them all when it ends, also on failure. See bench/README.md.
 """
 
 import argparse
@@ -16,200 +17,207 @@ import os
 import platform
 import signal
 import sys
-import time
 import warnings
 from pathlib import Path
 
+import backlog
+import features
+import many_databases
+import queue_job_side
 import report
 import stack
+from measure import PROBE_INTERVAL, drain, fill, log, measure_latency, warm_up
 from profiling import Profiles
 from sides import ODOO_TABLE, OdooFloor, Ours, Raw, Rows
 
+PARTS = ("main", "queue_job", "memory", "backlog", "latency_backlog", "workflows", "unique", "exit", "databases")
 PRESETS = {
-    "full": {"tasks": 5000, "probes": 200, "runs": 3},
-    "quick": {"tasks": 300, "probes": 30, "runs": 1},
+    "full": {
+        "tasks": 5000,
+        "probes": 200,
+        "runs": 3,
+        "backlogs": [1000, 10000, 50000],
+        "finished_rows": 1_000_000,
+        "latency_backlog": 10000,
+        "chord": 1000,
+        "feature_tasks": 2000,
+        "databases": [1, 10, 50],
+    },
+    "quick": {
+        "tasks": 300,
+        "probes": 30,
+        "runs": 1,
+        "backlogs": [300, 1000],
+        "finished_rows": 20000,
+        "latency_backlog": 1000,
+        "chord": 100,
+        "feature_tasks": 200,
+        "databases": [1, 3],
+    },
 }
 WARMUP_TASKS = 50
-PROBE_INTERVAL = 0.05
 
 
-def log(message):
-    print(message, file=sys.stderr, flush=True)
-
-
-def maybe(profiles, kind, *args):
-    return getattr(profiles, kind)(*args) if profiles else contextlib.nullcontext()
-
-
-def fill(side, ids, value, profiles=None, label=""):
-    """Publish one write per id while no worker reads the queue; wall and CPU ms of this process per call.
-
-    Also the wall time until every message is on the broker: the addon's caller returns before its
-    publisher thread has sent them.
-    """
-    side.reset()
-    side.route(side.drain_queue)
-    with maybe(profiles, "caller", f"{label}-enqueue"):
-        started, cpu = time.perf_counter(), time.process_time()
-        for item_id in ids:
-            side.touch(item_id, value)
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-        side.settle()
-        published = time.perf_counter() - started
-    return {
-        "enqueue_ms": wall * 1000 / len(ids),
-        "enqueue_cpu_ms": cpu * 1000 / len(ids),
-        "enqueue_published_ms": published * 1000 / len(ids),
-    }
-
-
-def consume(side, total, value):
-    """Let the worker consume the filled queue: (tasks done at the first sighting, its time, end time, CPU s).
-
-    Timed from the first task seen done, not from ``add_consumer``: the Redis transport only
-    notices a new queue when its current blocking pop times out, up to a second later.
-    """
-
-    def done(at_least):
-        count = side.rows.count_value(value)
-        return (time.perf_counter(), count) if count >= at_least else None
-
-    destination = [side.worker.name]
-    timeout = max(120, total / 10)
-    cpu = side.worker.cpu_seconds()
-    side.app.control.add_consumer(side.drain_queue, destination=destination, reply=True)
-    first, seen = stack.wait_for(lambda: done(1), timeout, interval=0.02, what=f"{side.name} to start draining")
-    try:
-        last, _ = stack.wait_for(lambda: done(total), timeout, interval=0.02, what=f"{side.name} to drain {total}")
-    except TimeoutError as exc:
-        raise TimeoutError(f"{exc}; {side.rows.count_value(value)} done; {side.describe()}") from None
-    cpu = side.worker.cpu_seconds() - cpu
-    side.app.control.cancel_consumer(side.drain_queue, destination=destination, reply=True)
-    return seen, first, last, cpu
-
-
-def drain(side, total, value, profiles=None, label=""):
-    """Tasks per second; the worker's CPU ms per task (all its processes, less noisy on a busy machine);
-    the whole machine's CPU ms per task and the share of CPU time stolen by the hypervisor meanwhile."""
-    busy, stolen = stack.machine_cpu_seconds()
-    started = time.perf_counter()
-    with maybe(profiles, "worker", side.worker.process.pid, f"{label}-drain"):
-        seen, first, last, cpu = consume(side, total, value)
-    elapsed = time.perf_counter() - started
-    busy_after, stolen_after = stack.machine_cpu_seconds()
-    return {
-        "drain_tps": (total - seen) / (last - first),
-        "drain_cpu_ms": cpu * 1000 / total,
-        "drain_machine_cpu_ms": (busy_after - busy) * 1000 / total,
-        "drain_steal_pct": (stolen_after - stolen) * 100 / (elapsed * (os.cpu_count() or 1)),
-    }
-
-
-def warm_up(side, ids, value):
-    """A few tasks first, so that imports, caches and connections are not part of what is measured."""
-    fill(side, ids, value)
-    consume(side, len(ids), value)
-
-
-def percentile(ordered, fraction):
-    """Nearest-rank percentile of an already sorted list."""
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
-
-
-def latency_summary(seconds):
-    ordered = sorted(value * 1000 for value in seconds)
-    return {key: percentile(ordered, int(key[1:]) / 100) for key in report.PERCENTILES}
-
-
-def measure_latency(side, ids):
-    """One call every PROBE_INTERVAL (a light load), each timed from its commit to the method's start."""
-    side.rows.clear_started()
-    side.route(side.worker.queue)
-    sent = []
-    due = time.perf_counter()
-    for item_id in ids:
-        due += PROBE_INTERVAL
-        time.sleep(max(0.0, due - time.perf_counter()))
-        sent.append(side.stamp(item_id))
-    started = stack.wait_for(lambda: side.rows.started(ids), timeout=60, what=f"{side.name} latency probes")
-    return {
-        "from_commit": latency_summary(begun - committed for (committed, _), begun in zip(sent, started, strict=True)),
-        "from_return": latency_summary(begun - returned for (_, returned), begun in zip(sent, started, strict=True)),
-    }
-
-
-def bench_broker(broker, ctx, preset, profiles):
-    """All measurements on one broker, with the addon's worker and the raw worker alive throughout."""
+def bench_broker(broker, ctx, preset, profiles, parts, first):
+    """Every part but the databases on one broker, with the addon's worker (and the raw one) alive throughout."""
     import raw_app
 
     from odoo.addons.celery_task import app
     from odoo.addons.celery_task.publisher import publisher
 
     pid = os.getpid()
-    names = ("ours", "ours-drain", "floor-drain", "raw", "raw-drain", "sink")
+    names = ("ours", "ours-drain", "floor-drain", "sink", "exit", "raw", "raw-drain", "raw-sink")
     queues = {name: f"ct-bench-{pid}-{broker}-{name}" for name in names}
     publisher.wait_idle(timeout=10)  # what the last broker's runs committed goes out there first
     app.reconfigure(broker_url=stack.broker_url(broker, "ours"), task_default_queue=queues["ours"])
     raw_app.app.conf.broker_url = stack.broker_url(broker, "raw")
     raw_app.app._pool = None
     raw_app.app.amqp._producer_pool = None
+    ours_env = {"ODOO_CELERY_BROKER_URL": stack.broker_url(broker, "ours"), "ODOO_CELERY_DEFAULT_QUEUE": queues["ours"]}
     ours_worker = stack.Worker(
         f"ct-bench-ours-{pid}@localhost",
         [sys.executable, str(stack.REPO / "odoo_celery.py"), "-c", str(ctx["config"])],
         queues["ours"],
         ctx["home"].root / f"worker-ours-{broker}.log",
-        {"ODOO_CELERY_BROKER_URL": stack.broker_url(broker, "ours"), "ODOO_CELERY_DEFAULT_QUEUE": queues["ours"]},
+        ours_env,
         cwd=str(ctx["home"].root),
     )
-    raw_worker = stack.Worker(
-        f"ct-bench-raw-{pid}@localhost",
-        [sys.executable, "-m", "celery", "-A", "raw_app"],
-        queues["raw"],
-        ctx["home"].root / f"worker-raw-{broker}.log",
-        {raw_app.BROKER_ENV: stack.broker_url(broker, "raw"), raw_app.DATABASE_ENV: ctx["raw_db"]},
+    result = ctx["results"].setdefault(broker, {})  # saved after each part: a failed run keeps what it measured
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(stack.delete_queues, app.celery_app, [queues[name] for name in names[:5]])
+        cleanup.callback(ours_worker.stop)
+        ours_worker.start(app.celery_app)
+        ours = Ours(ctx["registry"], ctx["ours_rows"], ours_worker, queues["ours-drain"])
+        floor = OdooFloor.beside(ours, queues["floor-drain"])
+        ids, markers = ctx["ids"], ctx["markers"]
+        sides = [ours]
+        if "main" in parts:
+            raw_worker = stack.Worker(
+                f"ct-bench-raw-{pid}@localhost",
+                [sys.executable, "-m", "celery", "-A", "raw_app"],
+                queues["raw"],
+                ctx["home"].root / f"worker-raw-{broker}.log",
+                {raw_app.BROKER_ENV: stack.broker_url(broker, "raw"), raw_app.DATABASE_ENV: ctx["raw_db"]},
+                cwd=str(stack.BENCH),
+            )
+            raw_queues = [queues[name] for name in ("raw", "raw-drain", "raw-sink")]
+            cleanup.callback(stack.delete_queues, raw_app.app, raw_queues)
+            cleanup.callback(raw_worker.stop)
+            raw_worker.start(raw_app.app)
+            sides += [floor, Raw(raw_app, ctx["raw_rows"], raw_worker, queues["raw-drain"], queues["raw-sink"])]
+        if "queue_job" in parts and first and ctx.get("queue_job"):
+            sides.append(ctx["queue_job"])
+        if len(sides) > 1:
+            result.update(compare(broker, sides, ids, markers, preset, profiles))
+            ctx["save"]()
+        if "memory" in parts and first:
+            result["memory_floor"] = memory_floor(broker, ctx, ours, ids, markers, preset)
+            ctx["save"]()
+        if "backlog" in parts:
+            result["backlog"] = backlog.bench(ours, floor, ids, markers, preset, profiles, broker)
+            plot = ctx["out"].with_name(f"{ctx['out'].stem}-backlog-{broker}.png")
+            backlog.plot(result["backlog"], plot)
+            result["backlog"]["plot"] = str(plot)
+            ctx["save"]()
+        if "latency_backlog" in parts:
+            size, probes = preset["latency_backlog"], preset["probes"]
+            log(f"{broker}: latency under a backlog of {size} in another queue, {probes} probes")
+            probe_ids = ids[size : size + probes]
+            result["latency_backlog"] = backlog.latency_under_backlog(ours, ids[:size], probe_ids, next(markers))
+            ctx["save"]()
+        if "workflows" in parts:
+            chord_ids = ids[: preset["chord"]]
+            result["workflows"] = features.chord_vs_plain(
+                ours, chord_ids, ids[preset["chord"]], markers, preset["runs"]
+            )
+            ctx["save"]()
+        if "unique" in parts:
+            feature_ids = ids[: preset["feature_tasks"]]
+            result["unique"] = features.unique_enqueue(ours, feature_ids, markers, preset["runs"], queues["sink"])
+            result["limits"] = features.limited_drain(ours, feature_ids, markers, preset["runs"])
+            ctx["save"]()
+        if "exit" in parts:
+            env = {**os.environ, **ours_env, "ODOO_CELERY_DEFAULT_QUEUE": queues["exit"]}
+            result["exit"] = features.exit_after_commit(
+                ours, ctx["config"], ids, markers, preset["runs"], queues["exit"], env
+            )
+
+
+def compare(broker, sides, ids, markers, preset, profiles):
+    """The paired runs: enqueue and drain of every side back to back, then latency of those that have a probe."""
+    ours = sides[0]
+    ids = ids[: preset["tasks"]]
+    for side in sides:
+        warm_up(side, ids[:WARMUP_TASKS], next(markers))
+    measured = {side.name: collections.defaultdict(list) for side in sides}
+    for number in range(1, preset["runs"] + 1):
+        for side in sides:
+            log(f"{broker}: run {number}/{preset['runs']}, {side.name}: {preset['tasks']} tasks")
+            label = f"{broker}-{side.name}"
+            run_profiles = profiles if number == 1 else None
+            value = next(markers)
+            run = {
+                **fill(side, ids, value, run_profiles, label),
+                **drain(side, preset["tasks"], value, run_profiles, label),
+            }
+            for key, result in run.items():
+                measured[side.name][key].append(result)
+        for side in sides:
+            extra = {}
+            if side.name == "raw":
+                extra = side.noop_enqueue(preset["tasks"])
+                stack.delete_queues(side.app, [side.sink_queue])
+            elif side.name == "floor":
+                extra = side.write_transactions(ids, next(markers))
+            for key, result in extra.items():
+                measured[side.name][key].append(result)
+    probed = [side for side in sides if hasattr(side, "stamp")]
+    for number in range(1, preset["runs"] + 1):
+        for side in probed:
+            log(f"{broker}: latency run {number}/{preset['runs']}, {side.name}: {preset['probes']} calls")
+            measured[side.name]["latency"].append(measure_latency(side, ids[: preset["probes"]]))
+    memory = {"ours": ours.worker.memory()}
+    if "raw" in measured:
+        memory["raw"] = next(side for side in sides if side.name == "raw").worker.memory()
+    return {name: report.summarize(values, memory.get(name)) for name, values in measured.items()}
+
+
+def memory_floor(broker, ctx, ours, ids, markers, preset):
+    """PSS per pool process of the addon's worker and of the floor worker, each after the same drains."""
+    import floor_app
+
+    pid = os.getpid()
+    queue, drain_queue = f"ct-bench-{pid}-{broker}-memory-floor", f"ct-bench-{pid}-{broker}-memory-floor-drain"
+    floor_app.app.conf.broker_url = stack.broker_url(broker, "floor")
+    worker = stack.Worker(
+        f"ct-bench-floor-{pid}@localhost",
+        [sys.executable, "-m", "celery", "-A", "floor_app"],
+        queue,
+        ctx["home"].root / f"worker-floor-{broker}.log",
+        {
+            floor_app.BROKER_ENV: stack.broker_url(broker, "floor"),
+            floor_app.CONFIG_ENV: str(ctx["config"]),
+            floor_app.DATABASE_ENV: ctx["floor_db"],
+        },
         cwd=str(stack.BENCH),
     )
     with contextlib.ExitStack() as cleanup:
-        cleanup.callback(stack.delete_queues, raw_app.app, [queues[name] for name in ("raw", "raw-drain", "sink")])
-        cleanup.callback(stack.delete_queues, app.celery_app, [queues[name] for name in names[:3]])
-        cleanup.callback(ours_worker.stop)
-        ours_worker.start(app.celery_app)
-        cleanup.callback(raw_worker.stop)
-        raw_worker.start(raw_app.app)
-        ours = Ours(ctx["registry"], ctx["ours_rows"], ours_worker, queues["ours-drain"])
-        raw = Raw(raw_app, ctx["raw_rows"], raw_worker, queues["raw-drain"], queues["sink"])
-        sides = [ours, OdooFloor(ours, queues["floor-drain"]), raw]
-        markers = ctx["markers"]
-        ids = {side.name: side.rows.ids(preset["tasks"]) for side in sides}
-        for side in sides:
-            warm_up(side, ids[side.name][:WARMUP_TASKS], next(markers))
-        measured = {side.name: collections.defaultdict(list) for side in sides}
-        for number in range(1, preset["runs"] + 1):
-            for side in sides:
-                log(f"{broker}: run {number}/{preset['runs']}, {side.name}: {preset['tasks']} tasks")
-                label = f"{broker}-{side.name}"
-                run_profiles = profiles if number == 1 else None
-                value = next(markers)
-                run = {
-                    **fill(side, ids[side.name], value, run_profiles, label),
-                    **drain(side, preset["tasks"], value, run_profiles, label),
-                }
-                for key, result in run.items():
-                    measured[side.name][key].append(result)
-            for key, result in raw.noop_enqueue(preset["tasks"]).items():
-                measured["raw"][key].append(result)
-            for key, result in sides[1].write_transactions(ids["floor"], next(markers)).items():
-                measured["floor"][key].append(result)
-            stack.delete_queues(raw_app.app, [queues["sink"]])
-        for number in range(1, preset["runs"] + 1):
-            for side in (ours, raw):
-                log(f"{broker}: latency run {number}/{preset['runs']}, {side.name}: {preset['probes']} calls")
-                measured[side.name]["latency"].append(measure_latency(side, ids[side.name][: preset["probes"]]))
-        return {
-            "ours": report.summarize(measured["ours"], ours_worker.memory()),
-            "floor": report.summarize(measured["floor"]),
-            "raw": report.summarize(measured["raw"], raw_worker.memory()),
-        }
+        cleanup.callback(stack.delete_queues, floor_app.app, [queue, drain_queue])
+        cleanup.callback(worker.stop)
+        worker.start(floor_app.app)
+        floor = OdooFloor(floor_app.app, ctx["floor_rows"], worker, ctx["floor_db"], drain_queue)
+        tasks = ids[: preset["tasks"]]
+        for side in (floor, ours):
+            log(f"{broker}: memory, {side.name} worker: {len(tasks)} tasks")
+            warm_up(side, tasks[:WARMUP_TASKS], next(markers))
+            value = next(markers)
+            fill(side, tasks, value)
+            drain(side, len(tasks), value)
+        return {"ours": ours.worker.memory(), "floor": worker.memory()}
+
+
+def sizes(text):
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 def parse_args(argv):
@@ -217,19 +225,45 @@ def parse_args(argv):
     parser.add_argument("--out", type=Path, default=stack.BENCH / "results" / "latest.json", help="JSON report")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few tasks, one run")
     parser.add_argument("--broker", choices=["redis", "rabbitmq"], action="append", help="default: both")
+    parser.add_argument("--part", choices=PARTS, action="append", help="what to measure (repeatable); default: all")
     parser.add_argument("--tasks", type=int, help="tasks per drain run (and records per side)")
     parser.add_argument("--probes", type=int, help="calls per latency run")
     parser.add_argument("--runs", type=int, help="runs per measurement; the report gives median, min, max")
+    parser.add_argument("--backlogs", type=sizes, help="backlog sizes, comma-separated (default 1000,10000,50000)")
+    parser.add_argument("--finished-rows", type=int, help="finished task records for the backlog's second series")
+    parser.add_argument("--finished-backlogs", type=sizes, help="backlog sizes of that series (default: --backlogs)")
+    parser.add_argument("--relay-backlogs", type=sizes, help="backlogs only waited on: the relay's round timed")
+    parser.add_argument("--no-backlog-floor", action="store_true", help="the backlog series for the addon only")
+    parser.add_argument("--latency-backlog", type=int, help="backlog in another queue during latency probes")
+    parser.add_argument("--chord", type=int, help="members of the chord (and plain calls it is compared with)")
+    parser.add_argument("--feature-tasks", type=int, help="calls per run of the unique and limit comparisons")
+    parser.add_argument("--databases", type=sizes, help="numbers of databases served, comma-separated (1,10,50)")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="profile the first run of each side into DIR")
     args = parser.parse_args(argv)
     preset = dict(PRESETS["quick" if args.quick else "full"])
     preset.update({key: getattr(args, key) for key in preset if getattr(args, key) is not None})
     preset["probes"] = min(preset["probes"], preset["tasks"])
-    return args, preset, args.broker or ["redis", "rabbitmq"]
+    preset["backlog_floor"] = not args.no_backlog_floor
+    preset["finished_backlogs"] = args.finished_backlogs
+    preset["relay_backlogs"] = args.relay_backlogs or []
+    parts = args.part or list(PARTS)
+    if "queue_job" in parts and not queue_job_side.available():
+        raise SystemExit('--part queue_job needs: pip install --no-deps "odoo-addon-queue-job>=18.0,<18.1"')
+    return args, preset, args.broker or ["redis", "rabbitmq"], parts
+
+
+def record_count(preset, parts):
+    """Records in the bench table: one per task of the largest drain, backlog or probe range."""
+    counts = [preset["tasks"], preset["chord"] + 1, preset["feature_tasks"], features.EXIT_CALLS]
+    if "backlog" in parts:
+        counts += [*preset["backlogs"], *preset["relay_backlogs"]]
+    if "latency_backlog" in parts:
+        counts.append(preset["latency_backlog"] + preset["probes"])
+    return max(counts)
 
 
 def main(argv=None):
-    args, preset, brokers = parse_args(argv)
+    args, preset, brokers, parts = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stack.check_services(brokers)
     profiles = Profiles(args.profile) if args.profile else None
@@ -247,11 +281,24 @@ def main(argv=None):
         cleanup.callback(lambda: home.cleanup() if not failed else log(f"logs kept in {home.root}"))
         cleanup.callback(stack.flush_redis_databases)
         config = home.write_config(odoo_db, enable_celery_task="True")
-        log(f"creating databases {odoo_db} and {raw_db}")
+        log(f"creating database {odoo_db}")
         cleanup.callback(stack.drop_database, odoo_db)
         stack.create_odoo_database(config, odoo_db, "celery_task_bench", home.root / "install.log")
-        cleanup.callback(stack.drop_database, raw_db)
-        stack.create_raw_database(raw_db, raw_app.TABLE, preset["tasks"])
+        ctx = {"home": home, "config": config, "out": args.out, "raw_db": raw_db, "markers": itertools.count(1)}
+        if "databases" in parts:  # copied before anything connects to it
+            ctx["template_db"] = f"ct_bench_{pid}_tpl"
+            cleanup.callback(stack.drop_database, ctx["template_db"])
+            stack.copy_database(odoo_db, ctx["template_db"])
+            with contextlib.closing(Rows(ctx["template_db"], ODOO_TABLE)) as rows:
+                rows.query("INSERT INTO {table} (value) SELECT 0 FROM generate_series(1, 10)")
+        if "main" in parts:
+            cleanup.callback(stack.drop_database, raw_db)
+            stack.create_raw_database(raw_db, raw_app.TABLE, preset["tasks"])
+        if "memory" in parts:
+            ctx["floor_db"] = f"ct_bench_{pid}_floor"
+            log(f"creating database {ctx['floor_db']}")
+            cleanup.callback(stack.drop_database, ctx["floor_db"])
+            stack.create_odoo_database(config, ctx["floor_db"], "ct_bench_floor", home.root / "install-floor.log")
         with warnings.catch_warnings():  # parse_config(args) means the same on every series
             warnings.simplefilter("ignore", PendingDeprecationWarning)
             odoo.tools.config.parse_config(["-c", str(config)])
@@ -260,31 +307,47 @@ def main(argv=None):
         ours_rows.query(
             "INSERT INTO {table} (value, create_uid, write_uid, create_date, write_date)"
             " SELECT 0, 1, 1, now(), now() FROM generate_series(1, %s)",
-            [preset["tasks"]],
+            [record_count(preset, parts)],
         )
-        ctx = {
-            "home": home,
-            "config": config,
-            "raw_db": raw_db,
-            "registry": Registry(odoo_db),
-            "ours_rows": ours_rows,
-            "raw_rows": opened(cleanup, Rows(raw_db, raw_app.TABLE)),
-            # Each fill writes a value no other fill wrote: a drain is done when that many rows hold it.
-            "markers": itertools.count(1),
-        }
-        results = {}
+        ctx.update(registry=Registry(odoo_db), ours_rows=ours_rows, ids=ours_rows.ids(record_count(preset, parts)))
+        if "main" in parts:
+            ctx["raw_rows"] = opened(cleanup, Rows(raw_db, raw_app.TABLE))
+        if "memory" in parts:
+            ctx["floor_rows"] = opened(cleanup, Rows(ctx["floor_db"], ODOO_TABLE))
+            ctx["floor_rows"].query(
+                "INSERT INTO {table} (value) SELECT 0 FROM generate_series(1, %s)", [preset["tasks"]]
+            )
+        if "queue_job" in parts:
+            ctx["queue_job"] = queue_job_side.deploy(cleanup, home, f"ct_bench_{pid}_qj", preset["tasks"], log)
+        results = ctx["results"] = {}
+
+        def save():
+            out = {
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "settings": {
+                    **preset,
+                    "parts": parts,
+                    "warmup_tasks": WARMUP_TASKS,
+                    "probe_interval_s": PROBE_INTERVAL,
+                },
+                "targets": report.TARGETS,
+                "results": results,
+            }
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(out, indent=2) + "\n")
+
+        ctx["save"] = save
         for broker in brokers:
-            results[broker] = bench_broker(broker, ctx, preset, profiles)
+            bench_broker(broker, ctx, preset, profiles, parts, broker == brokers[0])
             results[broker].update(report.verdict(results[broker], broker))
-        out = {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-            "settings": {**preset, "warmup_tasks": WARMUP_TASKS, "probe_interval_s": PROBE_INTERVAL},
-            "targets": report.TARGETS,
-            "results": results,
-        }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=2) + "\n")
+        if "databases" in parts:
+            results["databases"] = many_databases.bench(ctx, brokers[0], preset["databases"])
+        save()
         print(report.table(results))
         log(f"written to {args.out}")
         failed = False

@@ -46,7 +46,20 @@ class Rows:
         self.conn.close()
 
 
-class Ours:
+class CeleryDrain:
+    """How a Celery side holds a drain's backlog: in a queue its worker consumes only from ``start_draining``."""
+
+    def hold(self):
+        self.route(self.drain_queue)
+
+    def start_draining(self):
+        self.app.control.add_consumer(self.drain_queue, destination=[self.worker.name], reply=True)
+
+    def stop_draining(self):
+        self.app.control.cancel_consumer(self.drain_queue, destination=[self.worker.name], reply=True)
+
+
+class Ours(CeleryDrain):
     """The addon: this process is the Odoo caller, the worker runs ``odoo_celery.py``."""
 
     name = "ours"
@@ -87,10 +100,24 @@ class Ours:
         if not self.publisher.wait_idle(timeout=600):
             raise TimeoutError("the publisher thread did not finish within 600 s")
 
-    def touch(self, item_id, value):
+    def touch(self, item_id, value, method="touch"):
         """One decorated call in its own transaction, committed, as a request would make it."""
         with self._env() as env:
-            env[MODEL].browse(item_id).touch(value)
+            getattr(env[MODEL].browse(item_id), method)(value)
+
+    def touch_many(self, ids, value, method="touch"):
+        """One decorated call per id, all in one committed transaction: a backlog filled fast."""
+        with self._env() as env:
+            for item_id in ids:
+                getattr(env[MODEL].browse(item_id), method)(value)
+
+    def chord(self, ids, anchor_id, value):
+        """A chord in one committed transaction: ``touch(value)`` on each id, then ``chord_done`` on the anchor."""
+        from odoo.addons.celery_task import chord, signature
+
+        with self._env() as env:
+            members = [signature(item.touch, value) for item in env[MODEL].browse(ids)]
+            chord(members, signature(env[MODEL].browse(anchor_id).chord_done)).delay()
 
     def stamp(self, item_id):
         """Like ``touch``; returns (time PostgreSQL's COMMIT returned, time ``cr.commit()`` returned)."""
@@ -101,7 +128,7 @@ class Ours:
         return committed[0], time.time()
 
 
-class OdooFloor:
+class OdooFloor(CeleryDrain):
     """The same ORM write as a plain Celery task in the addon's worker: no outbox, claim or task record.
 
     What any Celery integration of Odoo pays per task; the addon's own cost is the gap to it.
@@ -109,13 +136,18 @@ class OdooFloor:
 
     name = "floor"
 
-    def __init__(self, ours, drain_queue):
-        self.app = ours.app
-        self.rows = ours.rows
-        self.worker = ours.worker
-        self.registry = ours.registry
-        self.dbname = ours.registry.db_name
+    def __init__(self, app, rows, worker, dbname, drain_queue, registry=None):
+        self.app = app
+        self.rows = rows
+        self.worker = worker
+        self.dbname = dbname
         self.drain_queue = drain_queue
+        self.registry = registry  # for the enqueue floor (write_transactions)
+
+    @classmethod
+    def beside(cls, ours, drain_queue):
+        """The floor in the addon's own worker, database and records."""
+        return cls(ours.app, ours.rows, ours.worker, ours.registry.db_name, drain_queue, ours.registry)
 
     def reset(self):
         """Nothing accumulates on this side."""
@@ -139,15 +171,20 @@ class OdooFloor:
         started, cpu = time.perf_counter(), time.process_time()
         for item_id in ids:
             with self.registry.cursor() as cr:
-                api.Environment(cr, api.SUPERUSER_ID, {})[MODEL].browse(item_id).write({"value": value})
+                env = api.Environment(cr, api.SUPERUSER_ID, {})  # held: the commit only flushes live environments
+                env[MODEL].browse(item_id).write({"value": value})
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         return {"write_txn_ms": wall * 1000 / len(ids), "write_txn_cpu_ms": cpu * 1000 / len(ids)}
 
     def touch(self, item_id, value):
         self.app.send_task(FLOOR_TASK, args=[self.dbname, item_id, value], queue=self.drain_queue, ignore_result=True)
 
+    def touch_many(self, ids, value, method=None):
+        for item_id in ids:
+            self.touch(item_id, value)
 
-class Raw:
+
+class Raw(CeleryDrain):
     """Plain Celery (bench/raw_app.py) on the same broker, one psycopg2 transaction per task."""
 
     name = "raw"

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ REPO = BENCH.parent
 BENCH_ADDONS = BENCH / "addons"
 REDIS = os.environ.get("CT_BENCH_REDIS", "redis://127.0.0.1:6379")
 AMQP = os.environ.get("CT_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
-REDIS_DBS = {"ours": 10, "raw": 11}
+REDIS_DBS = {"ours": 10, "raw": 11, "floor": 12}
 SERVICES = {"PostgreSQL": 5432, "Redis": 6379, "RabbitMQ": 5672}
 
 
@@ -53,30 +54,38 @@ def wait_for(predicate, timeout, interval=0.1, what="condition"):
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+def odoo_root():
+    """The ``odoo`` package's folder (19.0's odoo package has no ``__file__``)."""
+    import odoo.release
+
+    return Path(odoo.release.__file__).resolve().parent
+
+
 class Home:
     """A scratch folder: Odoo config, the addons path (this checkout as ``celery_task``), logs."""
 
     def __init__(self):
-        import odoo.release
-
         self.root = Path(tempfile.mkdtemp(prefix="ct_bench_"))
         addons = self.root / "addons"
         addons.mkdir()
         (addons / "celery_task").symlink_to(REPO)
-        odoo_root = Path(odoo.release.__file__).resolve().parent  # 19.0's odoo package has no __file__
-        paths = [odoo_root / "addons", odoo_root.parent / "addons", addons, BENCH_ADDONS]
+        root = odoo_root()
+        paths = [root / "addons", root.parent / "addons", addons, BENCH_ADDONS, pip_addons()]
         self.addons_path = ",".join(str(path) for path in paths if path.is_dir())
 
-    def write_config(self, dbname, **options):
+    def write_config(self, dbname, name="odoo.conf", sections=None, **options):
+        """An Odoo config; ``dbname`` None leaves ``db_name`` unset; ``sections``: {name: {key: value}} after it."""
         lines = [
             "[options]",
             f"addons_path = {self.addons_path}",
-            f"db_name = {dbname}",
+            *([f"db_name = {dbname}"] if dbname else []),
             "without_demo = all",
             "log_level = warn",
             *(f"{key} = {value}" for key, value in options.items()),
         ]
-        path = self.root / "odoo.conf"
+        for section, values in (sections or {}).items():
+            lines += [f"[{section}]", *(f"{key} = {value}" for key, value in values.items())]
+        path = self.root / name
         path.write_text("\n".join(lines) + "\n")
         return path
 
@@ -95,6 +104,23 @@ def create_odoo_database(config_path, dbname, module, log_path):
             stderr=subprocess.STDOUT,
             cwd=tempfile.gettempdir(),
         )
+
+
+def pip_addons():
+    """Where pip installs Odoo addons (``odoo-addon-queue-job`` lands in ``site-packages/odoo/addons``)."""
+    return Path(sysconfig.get_paths()["purelib"]) / "odoo" / "addons"
+
+
+def copy_database(template, dbname):
+    """``createdb -T``: a copy of an installed database (``template`` must have no open connection)."""
+    drop_database(dbname)
+    subprocess.run(["createdb", "-T", template, dbname], check=True, capture_output=True)
+
+
+def free_port():
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def create_raw_database(dbname, table, rows):
@@ -133,7 +159,47 @@ def memory(pid):
     }
 
 
-class Worker:
+class ProcessTree:
+    """A process started in its own process group, and its children: CPU time, memory, stop."""
+
+    process = None
+
+    def pool_pids(self):
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def cpu_seconds(self):
+        """User and system CPU time of the main process and its children so far (a child gone meanwhile: 0)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in (self.process.pid, *self.pool_pids()):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
+
+    def memory(self):
+        """The main process and each child, as :func:`memory` reports them."""
+        return {"main": memory(self.process.pid), "pool": [memory(pid) for pid in self.pool_pids()]}
+
+    def signal_group(self, signum):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+    def stop(self, timeout=20):
+        """Warm shutdown, then SIGKILL whatever of the process group is left."""
+        if self.process is None:
+            return
+        self.signal_group(signal.SIGCONT)  # a paused group cannot shut down
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
+        self.signal_group(signal.SIGKILL)
+        self.process.wait(10)
+
+
+class Worker(ProcessTree):
     """A Celery worker process (and its prefork pool), in its own process group, logging to a file."""
 
     def __init__(self, name, entry, queue, log_path, env, cwd):
@@ -174,45 +240,41 @@ class Worker:
         wait_for(answered, timeout, interval=0.2, what=f"worker {self.name} to answer ping")
         return self
 
-    def pool_pids(self):
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        return [int(pid) for pid in out.split()]
-
-    def cpu_seconds(self):
-        """User and system CPU time of the main process and its pool processes so far."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in (self.process.pid, *self.pool_pids()):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        return total / ticks
-
-    def memory(self):
-        """The main process and each pool process, as :func:`memory` reports them."""
-        return {"main": memory(self.process.pid), "pool": [memory(pid) for pid in self.pool_pids()]}
-
-    def stop(self, timeout=20):
-        """Warm shutdown, then SIGKILL whatever of the process group is left."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
 
 def delete_queues(app, names):
-    """Drop the benchmark's queues (and with them any message left) from the broker."""
+    """Drop the benchmark's queues and any message left in them from the broker.
+
+    Purged first: on Redis, kombu's delete only drops the bindings its own connection declared,
+    and leaves the messages (a queue that does not exist is a channel error on RabbitMQ: ignored).
+    """
     from kombu import Exchange, Queue
 
     with app.connection_for_write() as conn:
+        for name in names:
+            channel = conn.channel()
+            try:
+                Queue(name, channel=channel).purge()
+            except conn.channel_errors:
+                pass
+            finally:
+                with contextlib.suppress(*conn.channel_errors, *conn.connection_errors):
+                    channel.close()
         channel = conn.default_channel
         for name in names:
             Queue(name, channel=channel).delete()
             Exchange(name, channel=channel).delete()
+
+
+def message_count(app, name):
+    """Ready messages in queue ``name`` on ``app``'s broker (0 for a queue that does not exist)."""
+    with app.connection_for_read() as conn:
+        channel = conn.channel()
+        try:
+            return channel.queue_declare(queue=name, passive=True).message_count
+        except conn.channel_errors:
+            return 0
+        finally:
+            channel.close()
 
 
 def flush_redis_databases():

@@ -15,11 +15,27 @@ class BenchItem(models.Model):
 
     value = fields.Integer()
     started = fields.Float(help="time.time() when the stamp task began, for the latency measurement")
+    results_count = fields.Integer(help="how many results the chord callback received")
 
     @celeryTask(model="ct.bench.item", name="touch")
     def touch(self, value):
         """The drain workload: write one field of one record."""
         self.write({"value": value})
+
+    @celeryTask(model="ct.bench.item", name="touch_unique", unique=True)
+    def touch_unique(self, value):
+        """``touch`` as a unique task: what the identity key and the unique index add to a call."""
+        self.write({"value": value})
+
+    @celeryTask(model="ct.bench.item", name="touch_limited", concurrency=2)
+    def touch_limited(self, value):
+        """``touch`` under a concurrency limit of 2 (the bench worker's pool size): what a slot costs."""
+        self.write({"value": value})
+
+    @celeryTask(model="ct.bench.item", name="chord_done")
+    def chord_done(self, results):
+        """A chord's callback: it receives the members' results, in order."""
+        self.write({"results_count": len(results), "started": time.time()})
 
     @celeryTask(model="ct.bench.item", name="stamp")
     def stamp(self):
