@@ -94,7 +94,7 @@ def bench(ours, floor, ids, markers, settings, profiles, broker):
         measure.fill_backlog(ours, ids[:size], next(markers))
         series["relay_only"].append({"backlog": size, "relay": relay_cost.relay_rounds([ours.drain_queue])})
         plans["waiting"] = explain(ours.rows, ours.drain_queue)
-        stack.delete_queues(ours.app, [ours.drain_queue])
+        stack.purge_queues(ours.app, [ours.drain_queue])
     ours.reset()
     count = settings["finished_rows"]
     measure.log(f"{broker}: inserting {count} finished task records")
@@ -118,7 +118,7 @@ def latency_under_backlog(ours, backlog_ids, probe_ids, value):
     loaded = measure.measure_latency(ours, probe_ids)
     left = len(backlog_ids) - ours.rows.count_value(value)
     ours.stop_draining()  # what is left is dropped, not drained: only the probes were measured
-    stack.delete_queues(ours.app, [ours.drain_queue])
+    stack.purge_queues(ours.app, [ours.drain_queue])
     ours.reset()
     return {"backlog": len(backlog_ids), "left_after_probes": left, "light": light, "under_backlog": loaded}
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import psycopg2
+from kombu import Exchange, Queue
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -241,24 +242,32 @@ class Worker(ProcessTree):
         return self
 
 
-def delete_queues(app, names):
-    """Drop the benchmark's queues and any message left in them from the broker.
+def purge_queues(app, names):
+    """Drop the messages left in the benchmark's queues, keeping the queues.
 
-    Purged first: on Redis, kombu's delete only drops the bindings its own connection declared,
-    and leaves the messages (a queue that does not exist is a channel error on RabbitMQ: ignored).
+    Kept, not deleted, when this process publishes to them again: kombu remembers the queues its
+    connection declared, so on RabbitMQ a message for a queue deleted meanwhile is unroutable.
     """
-    from kombu import Exchange, Queue
-
     with app.connection_for_write() as conn:
         for name in names:
             channel = conn.channel()
             try:
                 Queue(name, channel=channel).purge()
             except conn.channel_errors:
-                pass
+                pass  # a queue that does not exist is a channel error on RabbitMQ
             finally:
                 with contextlib.suppress(*conn.channel_errors, *conn.connection_errors):
                     channel.close()
+
+
+def delete_queues(app, names):
+    """Drop the benchmark's queues and any message left in them from the broker.
+
+    Purged first: on Redis, kombu's delete only drops the bindings its own connection declared,
+    and leaves the messages.
+    """
+    purge_queues(app, names)
+    with app.connection_for_write() as conn:
         channel = conn.default_channel
         for name in names:
             Queue(name, channel=channel).delete()

@@ -226,3 +226,14 @@ def test_a_task_cancelled_while_it_runs_commits_nothing_even_unrevoked(stack, re
     harness.wait_for(lambda: rolled_back in redis.log(), 30, what="the worker to roll the task back")
     assert stack.task_row(row["uuid"])["state"] == "cancelled"
     assert stack.item(item_id)["runs"] == 0
+
+
+def test_the_relay_covers_a_queue_added_after_the_start(stack, fault_worker):
+    worker = fault_worker("redis", env={"ODOO_CELERY_RELAY_INTERVAL": "0.5", "ODOO_CELERY_RELAY_DELAY": "0.5"})
+    added = f"{worker.queue}-added"
+    stack.point_caller(harness.BROKERS["redis"], added)
+    worker.start(stack.app)
+    row = stack.unpublished_call("bump", stack.new_item())
+    stack.app.control.add_consumer(added, destination=[worker.name], reply=True)
+    assert stack.wait_row(row["uuid"], timeout=20)["state"] == "done", "stranded in a queue consumed since add_consumer"
+    assert f"stranded task(s) of {stack.db}" in worker.log()

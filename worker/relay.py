@@ -157,9 +157,15 @@ class OutboxRelay(bootsteps.StartStopStep):
 
     def start(self, consumer):
         interval = config.addon_option("relay_interval")
+        if interval > 0:
+            self.tref = consumer.timer.call_repeatedly(interval, self.relay, (consumer,), priority=10)
+
+    @staticmethod
+    def relay(consumer):
+        """One round over the queues consumed now: a queue added by ``add_consumer`` is covered from then on."""
         queues = sorted(queue.name for queue in consumer.task_consumer.queues)
-        if interval > 0 and queues:
-            self.tref = consumer.timer.call_repeatedly(interval, relay_all, (queues,), priority=10)
+        if queues:
+            relay_all(queues)
 
     def stop(self, consumer):
         if self.tref is not None:
