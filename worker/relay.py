@@ -6,7 +6,7 @@ advisory lock is free) is published again. So is a task sent long ago that never
 its queue on the broker is empty: its message is gone (a broker restarted without persistence, a
 purged queue, a message acknowledged by a claim the database refused). Duplicates are harmless:
 the worker's claim skips them. It runs in the worker's main process, in the event loop's thread,
-on short-lived connections.
+on one short-lived connection per database and round.
 """
 
 import contextlib
@@ -55,65 +55,60 @@ def empty_queues(names):
     return empty
 
 
-def resend_lost(dbname, queues, resend_after):
+def resend_lost(cr, dbname, queues, resend_after):
     """Publish again the tasks sent over ``resend_after`` seconds ago, never started, whose queue is empty."""
     cutoff = _ago(resend_after)
-    with main_process_cursor(dbname) as cr:
-        cr.execute(task_record.UNSTARTED_QUEUES, {"cutoff": cutoff, "queues": list(queues)})
-        waiting = {app.broker_queue(row["queue"], dbname): row["queue"] for row in cr.fetchall()}
-        lost_queues = [waiting[name] for name in empty_queues(list(waiting))] if waiting else []
-        if not lost_queues:
-            return 0
-        cr.execute(task_record.LOST_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": lost_queues})
-        rows = cr.fetchall()
-        published = [row["id"] for row in rows if app.publish(task_record.TaskMessage.from_row(dbname, row))]
-        if published:
-            cr.execute(task_record.MARK_RESENT, {"ids": published})
-            _logger.warning(
-                "celery_task relay: %d task(s) of %s were sent over %ss ago and never started, and their queue "
-                "is empty: their message was lost; published again: %s",
-                len(published),
-                dbname,
-                resend_after,
-                published,
-            )
-        return len(published)
+    cr.execute(task_record.UNSTARTED_QUEUES, {"cutoff": cutoff, "queues": list(queues)})
+    waiting = {app.broker_queue(row["queue"], dbname): row["queue"] for row in cr.fetchall()}
+    lost_queues = [waiting[name] for name in empty_queues(list(waiting))] if waiting else []
+    if not lost_queues:
+        return 0
+    cr.execute(task_record.LOST_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": lost_queues})
+    rows = cr.fetchall()
+    published = [row["id"] for row in rows if app.publish(task_record.TaskMessage.from_row(dbname, row))]
+    if published:
+        cr.execute(task_record.MARK_RESENT, {"ids": published})
+        _logger.warning(
+            "celery_task relay: %d task(s) of %s were sent over %ss ago and never started, and their queue "
+            "is empty: their message was lost; published again: %s",
+            len(published),
+            dbname,
+            resend_after,
+            published,
+        )
+    return len(published)
 
 
-def relay_database(dbname, queues, delay):
+def relay_database(cr, dbname, queues, delay):
     """Publish the stranded tasks of one database bound for ``queues``; returns how many."""
     cutoff = _ago(delay)
-    with main_process_cursor(dbname) as cr:
-        cr.execute(task_record.EXPIRE_TASKS)
-        expired = [row["id"] for row in cr.fetchall()]
-        for record_id in expired:
-            workflow.stop_downstream(cr, record_id, "expired")
-        if expired:
-            _logger.warning(
-                "celery_task relay: %d task(s) expired before running in %s: %s", len(expired), dbname, expired
-            )
-        cr.execute(task_record.STRANDED_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": list(queues)})
-        rows = cr.fetchall()
-        published = []
-        for row in rows:
-            if row["state"] == task_record.STARTED and is_running(cr, row["id"]):
-                continue
-            message = task_record.TaskMessage.from_row(dbname, row)
-            if row["state"] != task_record.PENDING:
-                message.eta = None
-            if app.publish(message):
-                published.append(row["id"])
-        if published:
-            cr.execute(task_record.MARK_SENT, {"ids": published})
-            _logger.info("celery_task relay: published %d stranded task(s) of %s again", len(published), dbname)
-        return len(published)
+    cr.execute(task_record.EXPIRE_TASKS)
+    expired = [row["id"] for row in cr.fetchall()]
+    for record_id in expired:
+        workflow.stop_downstream(cr, record_id, "expired")
+    if expired:
+        _logger.warning("celery_task relay: %d task(s) expired before running in %s: %s", len(expired), dbname, expired)
+    cr.execute(task_record.STRANDED_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": list(queues)})
+    rows = cr.fetchall()
+    published = []
+    for row in rows:
+        if row["state"] == task_record.STARTED and is_running(cr, row["id"]):
+            continue
+        message = task_record.TaskMessage.from_row(dbname, row)
+        if row["state"] != task_record.PENDING:
+            message.eta = None
+        if app.publish(message):
+            published.append(row["id"])
+    if published:
+        cr.execute(task_record.MARK_SENT, {"ids": published})
+        _logger.info("celery_task relay: published %d stranded task(s) of %s again", len(published), dbname)
+    return len(published)
 
 
-def hand_off_deferred(dbname, queues, delay):
+def hand_off_deferred(cr, dbname, queues, delay):
     """Publish deferred tasks whose limit has room and that waited over ``delay``: their hand-off was lost."""
-    with main_process_cursor(dbname) as cr:
-        cr.execute(task_record.DEFERRED_LIMITS, {"cutoff": _ago(delay), "queues": list(queues)})
-        names = [row["limit_name"] for row in cr.fetchall()]
+    cr.execute(task_record.DEFERRED_LIMITS, {"cutoff": _ago(delay), "queues": list(queues)})
+    names = [row["limit_name"] for row in cr.fetchall()]
     handed = 0
     for name in names:
         spec = next((spec for spec in task_specs.SPECS.values() if spec.limit_name == name), None)
@@ -135,9 +130,10 @@ def relay_all(queues):
     resend_after = config.addon_option("relay_resend_after")
     for dbname in databases.served():
         try:
-            relay_database(dbname, queues, delay)
-            resend_lost(dbname, queues, resend_after)
-            hand_off_deferred(dbname, queues, delay)
+            with main_process_cursor(dbname) as cr:  # one connection per database and round, each step committed
+                for step, seconds in ((relay_database, delay), (resend_lost, resend_after), (hand_off_deferred, delay)):
+                    step(cr, dbname, queues, seconds)
+                    cr.connection.commit()
         except Exception:
             _logger.exception("celery_task relay failed for %s", dbname)
 
