@@ -380,7 +380,9 @@ UPSERT_PROGRESS = """
 # -- worker's main process: notices and live updates (see worker/live.py) ----------------------
 
 # The outcomes whose owners have not heard of them yet, with what a notice says and to whom. A
-# workflow's steps wait until the whole workflow has finished: it is told as one.
+# workflow's steps wait until the whole workflow has finished: it is told as one. The OR keeps the
+# workflow check a lookup per workflow step: as an anti-join, the planner scanned every unfinished
+# task once per notice (seconds per round with a backlog, in the worker's event loop).
 PENDING_NOTICES = """
     SELECT t.id, t.name, t.state, t.call_repr, t.exc_message, t.workflow_root_id, w.name AS workflow_name,
            u.partner_id, COALESCE(u.celery_task_notify, 'all') AS wants, u.active AS user_active
@@ -388,8 +390,9 @@ PENDING_NOTICES = """
       JOIN res_users u ON u.id = t.user_id
       LEFT JOIN celery_workflow w ON w.id = t.workflow_root_id
      WHERE t.notice_pending AND t.state IN ('done', 'failed')
-       AND NOT EXISTS (SELECT 1 FROM celery_task o
-                        WHERE o.workflow_root_id = t.workflow_root_id AND o.done_at IS NULL)
+       AND (t.workflow_root_id IS NULL
+            OR NOT EXISTS (SELECT 1 FROM celery_task o
+                            WHERE o.workflow_root_id = t.workflow_root_id AND o.done_at IS NULL))
      ORDER BY t.id
      LIMIT %(limit)s
        FOR UPDATE OF t SKIP LOCKED
