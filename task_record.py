@@ -281,9 +281,11 @@ PREDECESSOR_RESULTS = """
      ORDER BY l.sequence
 """
 
-# In the transaction that finishes a step: the waiting steps after it, and how many steps each waits for.
+# In the transaction that finishes a step: the waiting steps after it, and whether each waits for others too.
 WAITING_SUCCESSORS = """
-    SELECT l.successor_id, (SELECT count(*) FROM celery_task_link w WHERE w.successor_id = l.successor_id)
+    SELECT l.successor_id,
+           EXISTS (SELECT 1 FROM celery_task_link w
+                    WHERE w.successor_id = l.successor_id AND w.predecessor_id <> l.predecessor_id) AS shared
       FROM celery_task_link l JOIN celery_task s ON s.id = l.successor_id
      WHERE l.predecessor_id = %(id)s AND s.state = 'waiting'
      ORDER BY l.successor_id
@@ -292,9 +294,13 @@ WAITING_SUCCESSORS = """
 # On the lock connection, in read committed: serializes the steps that finish for one waiting step.
 LOCK_RELEASE = "SELECT pg_advisory_lock(%(lock_class)s, %(id)s)"
 
-UNFINISHED_PREDECESSORS = """
-    SELECT count(*) FROM celery_task_link l JOIN celery_task p ON p.id = l.predecessor_id
+# One other predecessor not done, if any: searched from the last in order, which in a queue drained
+# in order is the one still running or waiting, so a member of a large chord reads one or two rows.
+UNFINISHED_PREDECESSOR = """
+    SELECT l.predecessor_id FROM celery_task_link l JOIN celery_task p ON p.id = l.predecessor_id
      WHERE l.successor_id = %(id)s AND l.predecessor_id <> %(finished)s AND p.state <> 'done'
+     ORDER BY l.sequence DESC
+     LIMIT 1
 """
 
 RELEASE_STEP = """

@@ -7,10 +7,10 @@ so a release is never lost nor repeated:
 - one predecessor: the finishing step releases it; no other transaction touches it.
 - several: the members finishing at the same time serialize on a session advisory lock of the
   waiting step, taken on the pool process's lock connection and held until their transaction has
-  committed or rolled back. Holding it, a member counts, in read committed (a snapshot newer than
-  its own transaction's), the other predecessors not yet done: when there are none, it is the last,
-  and it releases the step. Each member commits before the next one counts, so the last one always
-  sees all the others done; a member that dies before its commit leaves the count unchanged.
+  committed or rolled back. Holding it, a member looks, in read committed (a snapshot newer than
+  its own transaction's), for another predecessor not yet done: when there is none, it is the last,
+  and it releases the step. Each member commits before the next one looks, so the last one always
+  sees all the others done; a member that dies before its commit leaves the others' view unchanged.
 
 The released step is published after the commit, from the pool process, and marked sent; a
 publish that fails leaves it to the relay.
@@ -39,8 +39,8 @@ class ReleaseLocks:
         with self.connection.cursor() as cr:
             cr.execute(task_record.LOCK_RELEASE, values)
             self.held.append(successor_id)
-            cr.execute(task_record.UNFINISHED_PREDECESSORS, values)
-            return cr.fetchone()[0] == 0
+            cr.execute(task_record.UNFINISHED_PREDECESSOR, values)
+            return cr.fetchone() is None
 
     def release_all(self):
         with self.connection.cursor() as cr:
@@ -64,8 +64,8 @@ def release_successors(cr, record_id, locks):
     """In the transaction that marks ``record_id`` done: release the waiting steps it was the last to wait on."""
     cr.execute(task_record.WAITING_SUCCESSORS, {"id": record_id})
     released = []
-    for successor_id, waits_for in cr.fetchall():
-        if waits_for > 1 and not locks.last_to_finish(successor_id, record_id):
+    for successor_id, shared in cr.fetchall():
+        if shared and not locks.last_to_finish(successor_id, record_id):
             continue
         cr.execute(task_record.RELEASE_STEP, {"id": successor_id})
         released.extend(cr.dictfetchall())
