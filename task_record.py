@@ -470,7 +470,8 @@ HAND_OFF = """
 # with a worker).
 DEFERRED_LIMITS = """
     SELECT DISTINCT limit_name FROM celery_task
-     WHERE done_at IS NULL AND state = 'deferred' AND queue = ANY(%(queues)s) AND write_date < %(cutoff)s
+     WHERE done_at IS NULL AND limit_name IS NOT NULL
+       AND state = 'deferred' AND queue = ANY(%(queues)s) AND write_date < %(cutoff)s
 """
 
 # -- worker's relay ---------------------------------------------------------------------------
@@ -479,7 +480,8 @@ EXPIRE_TASKS = """
     UPDATE celery_task
        SET state = 'cancelled', done_at = (now() AT TIME ZONE 'UTC'), exc_type = 'expired',
            exc_message = 'the task expired before a worker ran it', open_key = NULL
-     WHERE done_at IS NULL AND state IN ('pending', 'retry', 'deferred') AND expires_at < (now() AT TIME ZONE 'UTC')
+     WHERE done_at IS NULL AND expires_at IS NOT NULL AND expires_at < (now() AT TIME ZONE 'UTC')
+       AND state IN ('pending', 'retry', 'deferred')
  RETURNING id
 """
 
