@@ -22,6 +22,8 @@ import stack
 
 MODEL = "ct.bench.item"
 IDLE_SECONDS = 10
+FAIRNESS_PROBES = 9  # the template's items 2-10
+FAIRNESS_BACKLOG = 10000
 # The server's connections are shared with whatever else runs here: a step that could exhaust them is skipped.
 PER_DATABASE_GUESS = 5
 SPARE_CONNECTIONS = 25
@@ -54,25 +56,67 @@ def discovering(dbfilter):
 
 def first_task_latency(dbname):
     """One ``stamp`` in ``dbname`` from this process: seconds from its COMMIT to the method's first line."""
-    from odoo import api, sql_db
+    from odoo import sql_db
     from odoo.modules.registry import Registry
 
-    committed = []
-    registry = Registry(dbname)
-    with registry.cursor() as cr:
-        cr.postcommit.add(lambda: committed.append(time.time()))
-        api.Environment(cr, api.SUPERUSER_ID, {})[MODEL].browse(1).stamp()
+    seconds = probe_latency(dbname, 1)
     Registry.delete(dbname)
     sql_db.close_db(dbname)
     close_publisher_connection(dbname)
+    return seconds
+
+
+def probe_latency(dbname, item_id):
+    """One ``stamp`` of ``item_id`` in ``dbname``: seconds from its COMMIT to the method's first line."""
+    from odoo import api
+    from odoo.modules.registry import Registry
+
+    committed = []
+    with Registry(dbname).cursor() as cr:
+        cr.execute("UPDATE ct_bench_item SET started = NULL WHERE id = %s", [item_id])
+        cr.postcommit.add(lambda: committed.append(time.time()))
+        api.Environment(cr, api.SUPERUSER_ID, {})[MODEL].browse(item_id).stamp()
     with contextlib.closing(psycopg2.connect(dbname=dbname)) as conn, conn.cursor() as cr:
 
         def started():
-            cr.execute("SELECT started FROM ct_bench_item WHERE id = 1")
+            cr.execute("SELECT started FROM ct_bench_item WHERE id = %s", [item_id])
             conn.rollback()
             return cr.fetchone()[0]
 
-        return stack.wait_for(started, 120, 0.005, f"the first task in {dbname}") - committed[0]
+        return stack.wait_for(started, 120, 0.005, f"a probe in {dbname}") - committed[0]
+
+
+def fairness(app, queue, busy, other, backlog):
+    """Probes in ``other`` with no backlog, then while ``backlog`` tasks of ``busy`` wait on the same worker."""
+    from odoo import api
+    from odoo.modules.registry import Registry
+
+    def probes():
+        seconds = []
+        for item_id in range(2, 2 + FAIRNESS_PROBES):
+            seconds.append(probe_latency(other, item_id))
+            time.sleep(0.2)
+        return seconds
+
+    quiet = probes()
+    with contextlib.closing(psycopg2.connect(dbname=busy)) as conn, conn, conn.cursor() as cr:
+        cr.execute("INSERT INTO ct_bench_item (value) SELECT 0 FROM generate_series(1, %s) RETURNING id", [backlog])
+        ids = [item_id for (item_id,) in cr.fetchall()]
+    with Registry(busy).cursor() as cr:
+        for item in api.Environment(cr, api.SUPERUSER_ID, {})[MODEL].browse(ids):
+            item.touch(1)
+    close_publisher_connection(busy)
+    loaded = probes()
+    with contextlib.closing(psycopg2.connect(dbname=busy)) as conn, conn.cursor() as cr:
+        cr.execute("SELECT count(*) FROM celery_task WHERE state = 'pending'")
+        left = cr.fetchone()[0]
+    stack.purge_queues(app.celery_app, [app.broker_queue(queue, busy)])
+    return {
+        "backlog": backlog,
+        "left_after_probes": left,
+        "quiet_s": {"median": statistics.median(quiet), "max": max(quiet), "runs": quiet},
+        "under_backlog_s": {"median": statistics.median(loaded), "max": max(loaded), "runs": loaded},
+    }
 
 
 def close_publisher_connection(dbname):
@@ -168,4 +212,8 @@ def bench(ctx, broker, counts):
                     "relay": relay_cost.relay_rounds([queue]),
                 }
             )
-    return {"steps": steps, "worker_log": str(worker.log_path)}
+        part = {"steps": steps, "worker_log": str(worker.log_path)}
+        if len(names) >= 2:
+            measure.log(f"databases: fairness, {FAIRNESS_BACKLOG} tasks waiting in {names[0]}, probes in {names[1]}")
+            part["fairness"] = fairness(app, queue, names[0], names[1], FAIRNESS_BACKLOG)
+    return part

@@ -352,6 +352,17 @@ def part_rows(result):
 
 def database_rows(part):
     rows = []
+    if "fairness" in part:
+        fair = part["fairness"]
+        rows.append(
+            (
+                "databases",
+                f"a task of another database, commit -> start s: none waiting / {fair['backlog']} waiting in one",
+                f"{fair['quiet_s']['median']:.3f} / {fair['under_backlog_s']['median']:.3f}",
+                f"{fair['under_backlog_s']['median'] / fair['quiet_s']['median']:.1f}x",
+                f"max {fair['under_backlog_s']['max']:.3f} s; left after the probes: {fair['left_after_probes']}",
+            )
+        )
     for step in part["steps"]:
         if "skipped" in step:
             rows.append(("databases", f"{step['databases']} served", "skipped", "", step["skipped"]))
