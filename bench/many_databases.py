@@ -44,14 +44,13 @@ def discovering(dbfilter):
     odoo_config["db_name"], odoo_config["dbfilter"] = "", dbfilter
     os.environ["ODOO_CELERY_DATABASE_QUEUES"] = "True"
     config.database_queues.cache_clear()
-    databases._found["at"] = None
+    databases.served(refresh=True)  # found with the run's dbfilter, not a scan made before
     try:
         yield
-    finally:
+    finally:  # db_name named again: served() returns it and never reads what discovery found
         odoo_config["db_name"], odoo_config["dbfilter"] = saved["db_name"], saved["dbfilter"]
         os.environ.pop("ODOO_CELERY_DATABASE_QUEUES", None)
         config.database_queues.cache_clear()
-        databases._found["at"] = None
 
 
 def first_task_latency(dbname):
