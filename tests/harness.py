@@ -402,6 +402,15 @@ class Stack:
 
         return wait_for(reached, timeout, what=f"task {task_uuid} to reach {states}")
 
+    def wait_told(self, task_uuids, timeout=30):
+        """Wait until the outcomes of ``task_uuids`` are told: from then on the relay writes their rows no more."""
+
+        def told():
+            rows = [self.task_row(task_uuid) for task_uuid in task_uuids]
+            return all(row["state"] in ("done", "failed") and not row["notice_pending"] for row in rows)
+
+        wait_for(told, timeout, what="the outcomes to be told")
+
     def call(self, method, item_id, *args, uid=None, context=None, **kwargs):
         """Call decorated ``method`` on test item ``item_id`` in its own committed transaction, as ``uid``."""
         with self.env(uid=uid, context=context) as env:

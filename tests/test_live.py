@@ -5,8 +5,6 @@ import time
 
 import pytest
 
-import harness
-
 pytestmark = pytest.mark.odoo
 
 PASSWORD = "celery-task-test-password"
@@ -44,12 +42,7 @@ def user_who_wants(stack, choice):
 
 def notices_for(stack, user_id, since, task_uuids, timeout=30):
     """Wait until no task of ``task_uuids`` waits to be told: the notices its user got meanwhile."""
-
-    def told():
-        rows = [stack.task_row(task_uuid) for task_uuid in task_uuids]
-        return all(row["state"] in ("done", "failed") and not row["notice_pending"] for row in rows)
-
-    harness.wait_for(told, timeout, what="the outcomes to be told")
+    stack.wait_told(task_uuids, timeout)
     return bus_messages(stack, partner_channel(stack, user_id), since, "celery_task.summary")
 
 
