@@ -83,7 +83,8 @@ STEP_STOPPED = "celery_task.workflow.StepStopped"
 #: Advisory-lock namespace: a task's lock is ``(LOCK_CLASS, record id)``.
 LOCK_CLASS = 0x0CE1
 
-#: A waiting step's release lock: ``(RELEASE_LOCK_CLASS, record id)`` (see worker/workflow.py).
+#: A waiting step's release lock, a transaction advisory lock ``(RELEASE_LOCK_CLASS, record id)``
+#: (see worker/workflow.py).
 RELEASE_LOCK_CLASS = 0x0CE2
 
 # A limit's slots and gate are session advisory locks on one 64-bit key each, a hash of the
@@ -291,8 +292,9 @@ WAITING_SUCCESSORS = """
      ORDER BY l.successor_id
 """
 
-# On the lock connection, in read committed: serializes the steps that finish for one waiting step.
-LOCK_RELEASE = "SELECT pg_advisory_lock(%(lock_class)s, %(id)s)"
+# In the task transaction that finishes a step: serializes the steps that finish for one waiting
+# step, until that transaction ends (PostgreSQL frees the lock once its commit is visible).
+LOCK_RELEASE = "SELECT pg_advisory_xact_lock(%(lock_class)s, %(id)s)"
 
 # One other predecessor not done, if any: searched from the last in order, which in a queue drained
 # in order is the one still running or waiting, so a member of a large chord reads one or two rows.

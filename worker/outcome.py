@@ -48,12 +48,12 @@ def record_outcome(registry, record_id, state, result=None, exc=None, countdown=
 
     def write():
         lock_connection = connections.lock_connection(registry.db_name)
-        with workflow.release_locks(lock_connection) as locks, registry.cursor() as cr:
+        with registry.cursor() as cr:
             cr.execute(task_record.RETRY_TASK if state == task_record.RETRY else task_record.FINISH_TASK, values)
             if state == task_record.FAILED:
                 workflow.stop_downstream(cr, record_id, task_record.FAILED)
             elif state == task_record.DONE:  # run in another database: its effects committed there
-                workflow.release_successors(cr, record_id, locks)
+                workflow.release_successors(cr, record_id, lock_connection)
 
     retries.with_transient_retries(f"record {state} of task {record_id}", write)
 

@@ -108,7 +108,7 @@ def _run_once(origin, target, task, spec, row):
     """One attempt in one transaction: the method's effects and the task's outcome commit together."""
     cross_database = target is not origin
     lock_connection = connections.lock_connection(origin.db_name)
-    with workflow.release_locks(lock_connection) as locks, connections.task_transaction(target) as cr:
+    with connections.task_transaction(target) as cr:
         if cross_database:
             registry, start = compat.check_signaling(target, cr), None
             cr.execute(task_record.MIRRORED, {"uuid": row["uuid"]})
@@ -133,7 +133,7 @@ def _run_once(origin, target, task, spec, row):
                 _logger.info("%s[%s] was cancelled while it ran; nothing it did commits", task.name, row["uuid"])
                 raise Ignore()
             elif row["workflow_id"]:
-                workflow.release_successors(cr, row["id"], locks)
+                workflow.release_successors(cr, row["id"], lock_connection)
             return result
 
 

@@ -5,18 +5,18 @@ in the task transaction that commits the last of them, with that one's effects a
 so a release is never lost nor repeated:
 
 - one predecessor: the finishing step releases it; no other transaction touches it.
-- several: the members finishing at the same time serialize on a session advisory lock of the
-  waiting step, taken on the pool process's lock connection and held until their transaction has
-  committed or rolled back. Holding it, a member looks, in read committed (a snapshot newer than
-  its own transaction's), for another predecessor not yet done: when there is none, it is the last,
-  and it releases the step. Each member commits before the next one looks, so the last one always
-  sees all the others done; a member that dies before its commit leaves the others' view unchanged.
+- several: the members finishing at the same time serialize on a transaction advisory lock of
+  the waiting step, taken in their task transaction, which PostgreSQL frees only once that
+  transaction's commit (or rollback) is visible. Holding it, a member looks, on the pool process's
+  lock connection in read committed (a snapshot newer than its own transaction's), for another
+  predecessor not yet done: when there is none, it is the last, and it releases the step. Each
+  member commits before the next one looks, so the last one always sees all the others done; a
+  member that dies before its commit leaves the others' view unchanged.
 
 The released step is published after the commit, from the pool process, and marked sent; a
 publish that fails leaves it to the relay.
 """
 
-import contextlib
 import logging
 
 import psycopg2
@@ -26,53 +26,28 @@ from .. import app, task_record
 _logger = logging.getLogger(__name__)
 
 
-class ReleaseLocks:
-    """The waiting steps' locks one finishing task took; released once its transaction ended."""
-
-    def __init__(self, connection):
-        self.connection = connection
-        self.held = []
-
-    def last_to_finish(self, successor_id, finished_id):
-        """Lock ``successor_id``'s release, then: True when ``finished_id`` is the last of its predecessors."""
-        values = {"lock_class": task_record.RELEASE_LOCK_CLASS, "id": successor_id, "finished": finished_id}
-        with self.connection.cursor() as cr:
-            cr.execute(task_record.LOCK_RELEASE, values)
-            self.held.append(successor_id)
-            cr.execute(task_record.UNFINISHED_PREDECESSOR, values)
-            return cr.fetchone() is None
-
-    def release_all(self):
-        with self.connection.cursor() as cr:
-            for successor_id in self.held:
-                cr.execute(task_record.UNLOCK, {"lock_class": task_record.RELEASE_LOCK_CLASS, "id": successor_id})
-        self.held.clear()
-
-
-@contextlib.contextmanager
-def release_locks(connection):
-    """Locks taken inside are released on the way out: wrap the task transaction in it."""
-    locks = ReleaseLocks(connection)
-    try:
-        yield locks
-    finally:
-        if locks.held:
-            locks.release_all()
-
-
-def release_successors(cr, record_id, locks):
+def release_successors(cr, record_id, lock_connection):
     """In the transaction that marks ``record_id`` done: release the waiting steps it was the last to wait on."""
     cr.execute(task_record.WAITING_SUCCESSORS, {"id": record_id})
     released = []
     for successor_id, shared in cr.fetchall():
-        if shared and not locks.last_to_finish(successor_id, record_id):
+        if shared and not _last_to_finish(cr, lock_connection, successor_id, record_id):
             continue
         cr.execute(task_record.RELEASE_STEP, {"id": successor_id})
         released.extend(cr.dictfetchall())
     if released:
         messages = [task_record.TaskMessage.from_row(cr.dbname, row) for row in released]
-        cr.postcommit.add(lambda: publish_released(locks.connection, messages))
+        cr.postcommit.add(lambda: publish_released(lock_connection, messages))
     return len(released)
+
+
+def _last_to_finish(cr, lock_connection, successor_id, finished_id):
+    """Lock ``successor_id``'s release for ``cr``'s transaction, then: is ``finished_id`` the last before it?"""
+    values = {"lock_class": task_record.RELEASE_LOCK_CLASS, "id": successor_id, "finished": finished_id}
+    cr.execute(task_record.LOCK_RELEASE, values)
+    with lock_connection.cursor() as look:
+        look.execute(task_record.UNFINISHED_PREDECESSOR, values)
+        return look.fetchone() is None
 
 
 def publish_released(connection, messages):
