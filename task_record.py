@@ -282,16 +282,6 @@ PREDECESSOR_RESULTS = """
      ORDER BY l.sequence
 """
 
-# In the transaction that finishes a step: the waiting steps after it, and whether each waits for others too.
-WAITING_SUCCESSORS = """
-    SELECT l.successor_id,
-           EXISTS (SELECT 1 FROM celery_task_link w
-                    WHERE w.successor_id = l.successor_id AND w.predecessor_id <> l.predecessor_id) AS shared
-      FROM celery_task_link l JOIN celery_task s ON s.id = l.successor_id
-     WHERE l.predecessor_id = %(id)s AND s.state = 'waiting'
-     ORDER BY l.successor_id
-"""
-
 # In the task transaction that finishes a step: serializes the steps that finish for one waiting
 # step, until that transaction ends (PostgreSQL frees the lock once its commit is visible).
 LOCK_RELEASE = "SELECT pg_advisory_xact_lock(%(lock_class)s, %(id)s)"
@@ -313,7 +303,8 @@ RELEASE_STEP = """
 
 # In the task's own transaction, with its effects. A task cancelled after its claim updates no
 # row here: the worker then rolls back everything it did. now() is when that transaction began,
-# before the method ran: its end is clock_timestamp().
+# before the method ran: its end is clock_timestamp(). A workflow's step returns the waiting steps
+# after it, each with whether it waits for others too: ``[[successor id, shared], ...]``.
 FINISH_STARTED = """
     UPDATE celery_task
        SET state = %(state)s, done_at = (clock_timestamp() AT TIME ZONE 'UTC'),
@@ -321,15 +312,29 @@ FINISH_STARTED = """
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
            open_key = NULL, notice_pending = %(notice)s
      WHERE id = %(id)s AND state = 'started'
+    RETURNING CASE WHEN workflow_id IS NOT NULL THEN (
+              SELECT json_agg(json_build_array(l.successor_id, EXISTS (
+                         SELECT 1 FROM celery_task_link w
+                          WHERE w.successor_id = l.successor_id AND w.predecessor_id <> l.predecessor_id))
+                     ORDER BY l.successor_id)
+                FROM celery_task_link l JOIN celery_task s ON s.id = l.successor_id
+               WHERE l.predecessor_id = celery_task.id AND s.state = 'waiting') END AS waiting_successors
 """
 
-# After the task's transaction was rolled back, in a new one.
+# After the task's transaction was rolled back, in a new one; returns as FINISH_STARTED does.
 FINISH_TASK = """
     UPDATE celery_task
        SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
            open_key = NULL, notice_pending = %(notice)s
      WHERE id = %(id)s
+    RETURNING CASE WHEN workflow_id IS NOT NULL THEN (
+              SELECT json_agg(json_build_array(l.successor_id, EXISTS (
+                         SELECT 1 FROM celery_task_link w
+                          WHERE w.successor_id = l.successor_id AND w.predecessor_id <> l.predecessor_id))
+                     ORDER BY l.successor_id)
+                FROM celery_task_link l JOIN celery_task s ON s.id = l.successor_id
+               WHERE l.predecessor_id = celery_task.id AND s.state = 'waiting') END AS waiting_successors
 """
 
 RETRY_TASK = """

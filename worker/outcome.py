@@ -36,10 +36,12 @@ def outcome_values(record_id, state, result=None, exc=None):
 
 
 def finish_done(cr, record_id, result):
-    """Mark the task done in its own transaction ``cr``; False when it was cancelled after its claim."""
+    """Mark the task done in its own transaction ``cr``: the waiting steps after it, None when it was
+    cancelled after its claim."""
     values = outcome_values(record_id, task_record.DONE, result=result)
     prepared_statements.execute(cr, cr, task_record.FINISH_STARTED, values)
-    return bool(cr.rowcount)
+    row = cr.fetchone()
+    return None if row is None else row[0] or []
 
 
 def record_outcome(registry, record_id, state, result=None, exc=None, countdown=0):
@@ -53,7 +55,9 @@ def record_outcome(registry, record_id, state, result=None, exc=None, countdown=
             if state == task_record.FAILED:
                 workflow.stop_downstream(cr, record_id, task_record.FAILED)
             elif state == task_record.DONE:  # run in another database: its effects committed there
-                workflow.release_successors(cr, record_id, lock_connection)
+                row = cr.fetchone()
+                if row and row[0]:
+                    workflow.release_successors(cr, record_id, row[0], lock_connection)
 
     retries.with_transient_retries(f"record {state} of task {record_id}", write)
 

@@ -129,11 +129,13 @@ def _run_once(origin, target, task, spec, row):
             if cross_database:
                 values = {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result}
                 cr.execute(task_record.MIRROR_TASK, values)
-            elif not outcome.finish_done(cr, row["id"], result):
-                _logger.info("%s[%s] was cancelled while it ran; nothing it did commits", task.name, row["uuid"])
-                raise Ignore()
-            elif row["workflow_id"]:
-                workflow.release_successors(cr, row["id"], lock_connection)
+            else:
+                waiting_successors = outcome.finish_done(cr, row["id"], result)
+                if waiting_successors is None:
+                    _logger.info("%s[%s] was cancelled while it ran; nothing it did commits", task.name, row["uuid"])
+                    raise Ignore()
+                if waiting_successors:
+                    workflow.release_successors(cr, row["id"], waiting_successors, lock_connection)
             return result
 
 

@@ -26,11 +26,13 @@ from .. import app, task_record
 _logger = logging.getLogger(__name__)
 
 
-def release_successors(cr, record_id, lock_connection):
-    """In the transaction that marks ``record_id`` done: release the waiting steps it was the last to wait on."""
-    cr.execute(task_record.WAITING_SUCCESSORS, {"id": record_id})
+def release_successors(cr, record_id, waiting_successors, lock_connection):
+    """In the transaction that marks ``record_id`` done: release the waiting steps it was the last to wait on.
+
+    ``waiting_successors`` is what marking it done returned (see task_record.FINISH_STARTED).
+    """
     released = []
-    for successor_id, shared in cr.fetchall():
+    for successor_id, shared in waiting_successors:
         if shared and not _last_to_finish(cr, lock_connection, successor_id, record_id):
             continue
         cr.execute(task_record.RELEASE_STEP, {"id": successor_id})
