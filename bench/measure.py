@@ -70,14 +70,19 @@ def drain(side, total, value, profiles=None, label=""):
     """Tasks per second; the worker's CPU ms per task (all its processes, less noisy on a busy machine);
     the whole machine's CPU ms per task and the share of CPU time stolen by the hypervisor meanwhile."""
     busy, stolen = stack.machine_cpu_seconds()
+    services, main_process = stack.service_cpu_seconds(), stack.process_cpu_seconds(side.worker.process.pid)
     started = time.perf_counter()
     with maybe(profiles, "worker", side.worker.process.pid, f"{label}-drain"):
         seen, first, last, cpu = consume(side, total, value)
     elapsed = time.perf_counter() - started
     busy_after, stolen_after = stack.machine_cpu_seconds()
+    services_after = stack.service_cpu_seconds()
+    main_process = stack.process_cpu_seconds(side.worker.process.pid) - main_process
     return {
         "drain_tps": (total - seen) / (last - first),
         "drain_cpu_ms": cpu * 1000 / total,
+        "drain_main_process_cpu_ms": main_process * 1000 / total,
+        **{f"drain_{name}_cpu_ms": (services_after[name] - services[name]) * 1000 / total for name in services},
         "drain_machine_cpu_ms": (busy_after - busy) * 1000 / total,
         "drain_steal_pct": (stolen_after - stolen) * 100 / (elapsed * (os.cpu_count() or 1)),
     }

@@ -192,6 +192,9 @@ def main_rows(result):
         row("drain tasks/s", "drain_tps", 0, raw_ratio="drain", target=drain_goal),
         row("  worker CPU ms/task", "drain_cpu_ms", 2, raw_ratio="drain_cpu"),
         row("  machine CPU ms/task (+ PostgreSQL, broker)", "drain_machine_cpu_ms", 2, raw_ratio="drain_machine_cpu"),
+        row("    of it PostgreSQL ms/task", "drain_postgres_cpu_ms", 2),
+        row("    of it the broker ms/task", "drain_broker_cpu_ms", 2),
+        row("    of the worker's, its main process ms/task", "drain_main_process_cpu_ms", 2),
         row("  CPU stolen by the hypervisor %", "drain_steal_pct", 1, qj=True),
     ]
     if ratios.get("drain_vs_floor"):

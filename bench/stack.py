@@ -148,6 +148,32 @@ def machine_cpu_seconds():
     return (user + nice + system + irq + softirq) / ticks, steal / ticks
 
 
+SERVICE_PROCESSES = {"postgres": ("postgres",), "broker": ("redis-server", "beam.smp", "erl_child_setup")}
+
+
+def process_cpu_seconds(pid):
+    """User and system CPU seconds of one process so far (0 for one that is gone)."""
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def service_cpu_seconds():
+    """CPU seconds so far of PostgreSQL's processes and of the broker's, by name: where a drain's machine
+    CPU goes besides the worker (a backend that exits meanwhile takes its share with it)."""
+    totals = dict.fromkeys(SERVICE_PROCESSES, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            name = (entry / "comm").read_text().strip()
+            for service, names in SERVICE_PROCESSES.items():
+                if name in names:
+                    totals[service] += process_cpu_seconds(entry.name)
+    return totals
+
+
 def memory(pid):
     """Peak and current RSS, and PSS (RSS with shared pages split among their sharers), in MiB."""
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
@@ -171,13 +197,7 @@ class ProcessTree:
 
     def cpu_seconds(self):
         """User and system CPU time of the main process and its children so far (a child gone meanwhile: 0)."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in (self.process.pid, *self.pool_pids()):
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-        return total / ticks
+        return sum(process_cpu_seconds(pid) for pid in (self.process.pid, *self.pool_pids()))
 
     def memory(self):
         """The main process and each child, as :func:`memory` reports them."""

@@ -118,6 +118,27 @@ def test_a_finish_after_a_cancel_commits_nothing_the_method_did(odoo_stack, work
     assert row["id"] not in held_locks(odoo_stack, worker), "a task that did not end done is unlocked"
 
 
+def test_a_claim_reads_its_records_through_the_primary_key_however_big_their_table(odoo_stack, worker):
+    from odoo.addons.celery_task.worker import claim
+
+    statement = claim._claim_statement(odoo_stack.registry, "task.test.item")
+    values = dict.fromkeys(["uuid", "name", "host", "release"], None)
+    values.update(lock_class=worker.record.LOCK_CLASS, id=1, model="task.test.item")
+    with odoo_stack.env() as env:
+        env.cr.execute("INSERT INTO task_test_item (value) SELECT 0 FROM generate_series(1, 20000) RETURNING id")
+        added = [row[0] for row in env.cr.fetchall()]
+        env.cr.execute("ANALYZE task_test_item")
+    try:
+        with odoo_stack.env() as env:
+            env.cr.execute(f"EXPLAIN {statement}", values)
+            plan = "\n".join(row[0] for row in env.cr.fetchall())
+    finally:
+        with odoo_stack.env() as env:
+            env.cr.execute("DELETE FROM task_test_item WHERE id = ANY(%s)", [added])
+    assert "Seq Scan on task_test_item" not in plan, plan
+    assert "task_test_item_pkey" in plan, plan
+
+
 def test_a_claimed_row_runs_and_finishes_done_with_its_effects(odoo_stack, worker):
     item_id = odoo_stack.new_item()
     row = odoo_stack.unpublished_call("bump", item_id, 5)

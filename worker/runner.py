@@ -164,7 +164,7 @@ def rebuild_call(cr, task, spec, row, start):
         raise RecordsGone(f"{model_name}{tuple(missing)!r} no longer exist in {cr.dbname}; {row['name']} did not run")
     payload = serialization.loads(row["args"], env)
     args, kwargs = payload.get("args", []), payload.get("kwargs", {})
-    if row["receives"] != task_record.RECEIVES_NOTHING:
+    if row["receives"] in (task_record.RECEIVES_RESULT, task_record.RECEIVES_RESULTS):  # a plain call: NULL
         args = [*_received(cr, env, row), *args]
     try:
         spec.bind(records, args, kwargs)
