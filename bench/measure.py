@@ -67,8 +67,9 @@ def consume(side, total, value):
 
 
 def drain(side, total, value, profiles=None, label=""):
-    """Tasks per second; the worker's CPU ms per task (all its processes, less noisy on a busy machine);
-    the whole machine's CPU ms per task and the share of CPU time stolen by the hypervisor meanwhile."""
+    """Tasks per second; the worker's CPU ms per task (all its processes, less noisy on a busy machine) and
+    its main process's part; the whole machine's CPU ms per task, PostgreSQL's and the broker's parts; the
+    share of CPU time stolen by the hypervisor meanwhile."""
     busy, stolen = stack.machine_cpu_seconds()
     services, main_process = stack.service_cpu_seconds(), stack.process_cpu_seconds(side.worker.process.pid)
     started = time.perf_counter()

@@ -11,6 +11,7 @@ import argparse
 import collections
 import contextlib
 import datetime
+import importlib.util
 import itertools
 import json
 import os
@@ -115,6 +116,7 @@ def bench_broker(broker, ctx, preset, profiles, parts, first):
             ctx["save"]()
         if "backlog" in parts:
             result["backlog"] = backlog.bench(ours, floor, ids, markers, preset, profiles, broker)
+            ctx["save"]()
             plot = ctx["out"].with_name(f"{ctx['out'].stem}-backlog-{broker}.png")
             backlog.plot(result["backlog"], plot)
             result["backlog"]["plot"] = str(plot)
@@ -247,6 +249,8 @@ def parse_args(argv):
     preset["finished_backlogs"] = args.finished_backlogs
     preset["relay_backlogs"] = args.relay_backlogs or []
     parts = args.part or list(PARTS)
+    if "backlog" in parts and importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit("--part backlog plots its curves: pip install matplotlib")
     if "queue_job" in parts and not queue_job_side.available():
         raise SystemExit('--part queue_job needs: pip install --no-deps "odoo-addon-queue-job>=18.0,<18.1"')
     return args, preset, args.broker or ["redis", "rabbitmq"], parts
