@@ -29,10 +29,10 @@ def start_beat(stack, redis):
         return beat
 
     yield start
+    for beat in started:  # first: a beat still running writes its tasks' runs, a conflict for the update below
+        beat.stop()
     with stack.env() as env:
         env.cr.execute("UPDATE celery_periodic_task SET enabled = false")
-    for beat in started:
-        beat.stop()
 
 
 def create_periodic(stack, item_id, **values):

@@ -3,6 +3,7 @@
 Each test runs its own worker on its own queue, so it can break it without touching the others.
 """
 
+import datetime
 import re
 import time
 
@@ -119,6 +120,31 @@ def test_a_message_the_broker_lost_is_published_again_once_its_queue_is_empty(st
         for record_id in ids.split(",")
     ]
     assert resent == [rows["lost"]["id"]], "only the lost one: the waiting one was still in its queue"
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_a_message_a_worker_has_just_taken_is_not_published_again(stack, broker):
+    from odoo.addons.celery_task import app
+    from odoo.addons.celery_task.worker import connections, relay
+
+    queue = f"ct-test-{stack.run_id}-taken-{broker}"  # no worker consumes it, and it stays empty
+    stack.point_caller(harness.BROKERS[broker], queue)
+    taken, lost = (stack.unpublished_call("bump", stack.new_item()) for _ in range(2))
+    for row in (taken, lost):
+        stack.set_task_columns(row["id"], sent_at=datetime.datetime.utcnow() - datetime.timedelta(hours=1))
+
+    def relay_round():
+        with connections.main_process_cursor(stack.db) as cr:
+            return relay.resend_lost(cr, stack.db, [queue], 2)
+
+    try:
+        assert relay_round() == 0, "an empty queue in one round: its message may have just been taken"
+        stack.set_task_columns(taken["id"], state="started")  # the worker that took it has claimed it
+        assert relay_round() == 1, "an empty queue in two rounds in a row: the pending one was lost"
+        assert stack.task_row(lost["uuid"])["sent_at"] > stack.task_row(taken["uuid"])["sent_at"], "the lost one"
+    finally:
+        with stack.app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(app.broker_queue(queue, stack.db))
 
 
 def test_concurrent_updates_of_the_same_row_both_end_done(stack, broker):

@@ -3,8 +3,10 @@
 A record still unpublished a few seconds after its commit (broker down, caller died between
 commit and publish), a retry whose message was lost, or a started task whose worker died (its
 advisory lock is free) is published again. So is a task sent long ago that never started while
-its queue on the broker is empty: its message is gone (a broker restarted without persistence, a
-purged queue, a message acknowledged by a claim the database refused). Duplicates are harmless:
+its queue on the broker is empty, in two rounds in a row: its message is gone (a broker restarted
+without persistence, a purged queue, a message acknowledged by a claim the database refused). One
+round is not enough: a message a worker has just taken from its queue is not started yet, and it
+is by the next round. Duplicates are harmless:
 the worker's claim skips them. It runs in the worker's main process, in the event loop's thread,
 on one short-lived connection per database and round.
 """
@@ -22,6 +24,8 @@ from .connections import main_process_cursor
 _logger = logging.getLogger(__name__)
 
 BATCH = 500
+
+_lost_last_round = {}  # database -> ids of the tasks found lost in the previous round
 
 
 def is_running(cr, record_id):
@@ -56,21 +60,28 @@ def empty_queues(names):
 
 
 def resend_lost(cr, dbname, queues, resend_after):
-    """Publish again the tasks sent over ``resend_after`` seconds ago, never started, whose queue is empty."""
+    """Publish again the tasks sent over ``resend_after`` seconds ago, never started, whose queue was empty
+    in this round and the one before."""
     cutoff = _ago(resend_after)
     cr.execute(task_record.UNSTARTED_QUEUES, {"cutoff": cutoff, "queues": list(queues)})
     waiting = {app.broker_queue(row["queue"], dbname): row["queue"] for row in cr.fetchall()}
     lost_queues = [waiting[name] for name in empty_queues(list(waiting))] if waiting else []
+    lost_before = _lost_last_round.pop(dbname, set())
     if not lost_queues:
         return 0
     cr.execute(task_record.LOST_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": lost_queues})
     rows = cr.fetchall()
-    published = [row["id"] for row in rows if app.publish(task_record.TaskMessage.from_row(dbname, row))]
+    published = [
+        row["id"]
+        for row in rows
+        if row["id"] in lost_before and app.publish(task_record.TaskMessage.from_row(dbname, row))
+    ]
+    _lost_last_round[dbname] = {row["id"] for row in rows} - set(published)
     if published:
         cr.execute(task_record.MARK_RESENT, {"ids": published})
         _logger.warning(
             "celery_task relay: %d task(s) of %s were sent over %ss ago and never started, and their queue "
-            "is empty: their message was lost; published again: %s",
+            "was empty in two rounds in a row: their message was lost; published again: %s",
             len(published),
             dbname,
             resend_after,
