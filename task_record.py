@@ -303,17 +303,9 @@ RELEASE_STEP = """
     RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
 """
 
-# In the task's own transaction, with its effects. A task cancelled after its claim updates no
-# row here: the worker then rolls back everything it did. now() is when that transaction began,
-# before the method ran: its end is clock_timestamp(). A workflow's step returns the waiting steps
-# after it, each with whether it waits for others too: ``[[successor id, shared], ...]``.
-FINISH_STARTED = """
-    UPDATE celery_task
-       SET state = %(state)s, done_at = (clock_timestamp() AT TIME ZONE 'UTC'),
-           write_date = (clock_timestamp() AT TIME ZONE 'UTC'),
-           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
-           open_key = NULL, notice_pending = %(notice)s
-     WHERE id = %(id)s AND state = 'started'
+# What the statements that finish a task return: for a workflow's step, the waiting steps after it,
+# each with whether it waits for others too: ``[[successor id, shared], ...]``.
+RETURNING_WAITING_SUCCESSORS = """
     RETURNING CASE WHEN workflow_id IS NOT NULL THEN (
               SELECT json_agg(json_build_array(l.successor_id, EXISTS (
                          SELECT 1 FROM celery_task_link w
@@ -323,21 +315,32 @@ FINISH_STARTED = """
                WHERE l.predecessor_id = celery_task.id AND s.state = 'waiting') END AS waiting_successors
 """
 
+# In the task's own transaction, with its effects. A task cancelled after its claim updates no
+# row here: the worker then rolls back everything it did. now() is when that transaction began,
+# before the method ran: its end is clock_timestamp().
+FINISH_STARTED = (
+    """
+    UPDATE celery_task
+       SET state = %(state)s, done_at = (clock_timestamp() AT TIME ZONE 'UTC'),
+           write_date = (clock_timestamp() AT TIME ZONE 'UTC'),
+           result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
+           open_key = NULL, notice_pending = %(notice)s
+     WHERE id = %(id)s AND state = 'started'
+"""
+    + RETURNING_WAITING_SUCCESSORS
+)
+
 # After the task's transaction was rolled back, in a new one; returns as FINISH_STARTED does.
-FINISH_TASK = """
+FINISH_TASK = (
+    """
     UPDATE celery_task
        SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
            open_key = NULL, notice_pending = %(notice)s
      WHERE id = %(id)s
-    RETURNING CASE WHEN workflow_id IS NOT NULL THEN (
-              SELECT json_agg(json_build_array(l.successor_id, EXISTS (
-                         SELECT 1 FROM celery_task_link w
-                          WHERE w.successor_id = l.successor_id AND w.predecessor_id <> l.predecessor_id))
-                     ORDER BY l.successor_id)
-                FROM celery_task_link l JOIN celery_task s ON s.id = l.successor_id
-               WHERE l.predecessor_id = celery_task.id AND s.state = 'waiting') END AS waiting_successors
 """
+    + RETURNING_WAITING_SUCCESSORS
+)
 
 RETRY_TASK = """
     UPDATE celery_task
