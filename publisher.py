@@ -18,7 +18,7 @@ import time
 import psycopg2
 
 from . import compat, task_record
-from .app import celery_app, publish
+from .app import celery_app, publish_all
 
 _logger = logging.getLogger(__name__)
 
@@ -100,9 +100,8 @@ class _PublisherThread:
             timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
             batch = self.publisher.take(timeout)
             try:
-                for item in batch:
-                    if publish(item):
-                        self.unmarked[item.dbname].append(item.record_id)
+                for item in publish_all(batch):
+                    self.unmarked[item.dbname].append(item.record_id)
             except Exception:  # the thread must outlive any failure; the relay covers it
                 _logger.exception("celery_task: publisher failed; the relay will publish what it missed")
             self.handled += len(batch)

@@ -95,15 +95,18 @@ NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
 # -- caller side ------------------------------------------------------------------------------
 
+# A task's inserts leave create_uid and write_uid empty: user_id says who asked. Each of those
+# foreign keys costs the insert a check, planned anew in every transaction of a caller (Odoo's pool
+# discards the session's plans whenever it lends a connection): 0.31 ms an insert with them, 0.13 without.
+
 INSERT_TASK = """
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
-        queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
-        create_uid, create_date, write_uid, write_date
+        queue, priority, eta, expires_at, call_repr, state, attempts, limit_name, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        'pending', 0, %(limit_name)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+        'pending', 0, %(limit_name)s, %(now)s, %(now)s
     ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
 """
 
@@ -114,12 +117,12 @@ INSERT_UNIQUE_TASK = """
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
         queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
-        identity_key, open_key, unique_running, create_uid, create_date, write_uid, write_date
+        identity_key, open_key, unique_running, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
         'pending', 0, %(limit_name)s, %(identity_key)s, %(identity_key)s, %(unique_running)s,
-        %(uid)s, %(now)s, %(uid)s, %(now)s
+        %(now)s, %(now)s
     )
     ON CONFLICT (open_key) WHERE open_key IS NOT NULL DO NOTHING
     RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
@@ -133,12 +136,11 @@ INSERT_WORKFLOW_TASK = """
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
         queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
-        workflow_id, workflow_root_id, receives, create_uid, create_date, write_uid, write_date
+        workflow_id, workflow_root_id, receives, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        %(state)s, 0, %(limit_name)s, %(workflow_id)s, %(workflow_root_id)s, %(receives)s,
-        %(uid)s, %(now)s, %(uid)s, %(now)s
+        %(state)s, 0, %(limit_name)s, %(workflow_id)s, %(workflow_root_id)s, %(receives)s, %(now)s, %(now)s
     ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
 """
 
@@ -373,11 +375,11 @@ FAIL_UNFINISHED_UUID = """
 MIRROR_TASK = """
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context, call_repr,
-        queue, state, attempts, started_at, done_at, result, create_uid, create_date, write_uid, write_date
+        queue, state, attempts, started_at, done_at, result, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(user_id)s, %(model_name)s, %(method_name)s, %(record_ids)s,
         %(args)s, %(context)s, %(call_repr)s, %(queue)s, 'done', %(attempts)s, (now() AT TIME ZONE 'UTC'),
-        (clock_timestamp() AT TIME ZONE 'UTC'), %(result)s, %(user_id)s, (now() AT TIME ZONE 'UTC'), %(user_id)s,
+        (clock_timestamp() AT TIME ZONE 'UTC'), %(result)s, (now() AT TIME ZONE 'UTC'),
         (clock_timestamp() AT TIME ZONE 'UTC')
     )
 """

@@ -21,13 +21,13 @@ FINISHED_ROWS = """
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context, call_repr, queue,
         state, attempts, receives, unique_running, notice_pending, worker_host, result,
-        create_date, sent_at, started_at, done_at, write_date, create_uid, write_uid
+        create_date, sent_at, started_at, done_at, write_date
     )
     SELECT gen_random_uuid()::text, 'ct.bench.item.touch', current_database(), 1, 'ct.bench.item', 'touch',
            '[' || (mod(g, 1000) + 1) || ']', '{"args": [' || g || '], "kwargs": {}}', '{"lang": "en_US", "tz": "UTC"}',
            'ct.bench.item(' || (mod(g, 1000) + 1) || ',).touch(' || g || ')', %(queue)s,
            'done', 1, 'nothing', false, false, 'celery@bench', 'null',
-           t, t + interval '5 ms', t + interval '10 ms', t + interval '20 ms', t + interval '20 ms', 1, 1
+           t, t + interval '5 ms', t + interval '10 ms', t + interval '20 ms', t + interval '20 ms'
       FROM generate_series(1, %(count)s) AS g,
            LATERAL (SELECT (now() AT TIME ZONE 'UTC') - interval '1 hour' - g * interval '2 seconds' AS t) AS at
 """

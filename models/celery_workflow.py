@@ -35,7 +35,7 @@ class CeleryWorkflow(models.Model):
     child_ids = fields.One2many("celery.workflow", "parent_id", "Parts", readonly=True)
     task_ids = fields.One2many("celery.task", "workflow_id", "Steps", readonly=True)
     user_id = fields.Many2one("res.users", "User", readonly=True, index=True, ondelete="set null")
-    task_count = fields.Integer("Steps", compute="_compute_progress")
+    task_count = fields.Integer("Step Count", compute="_compute_progress")
     done_count = fields.Integer("Done", compute="_compute_progress")
     failed_count = fields.Integer("Failed", compute="_compute_progress")
     progress_percent = fields.Float("Progress", compute="_compute_progress", digits=(16, 1))

@@ -533,6 +533,8 @@ class BrokerOutage:
 
     def stop(self):
         listener, self.listener = self.listener, None
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # close() alone leaves a blocked accept() taking connections
         listener.close()
         with self.lock:
             for connection in self.connections:

@@ -4,6 +4,7 @@ Each test runs its own worker on its own queue, so it can break it without touch
 """
 
 import datetime
+import logging
 import re
 import time
 
@@ -54,6 +55,38 @@ def test_broker_down_at_call_time_then_back(stack, fault_worker, private_redis, 
     assert exactly_once(stack, item_ids) == (0, 0)
     assert all(stack.task_row(task_uuid)["state"] == "done" for task_uuid in uuids)
     assert "published" in worker.log() and "stranded task(s)" in worker.log()
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_a_batch_the_broker_cannot_take_is_refused_whole_then_taken_once_it_is_back(stack, broker, caplog):
+    from odoo.addons.celery_task import app
+    from odoo.addons.celery_task.task_record import TaskMessage
+
+    outage = harness.BrokerOutage(harness.BROKERS[broker]).start()
+    queue = f"ct-test-{stack.run_id}-batch-{broker}"  # no worker consumes it
+    stack.point_caller(outage.url, queue)
+    messages = [TaskMessage.from_row(stack.db, stack.unpublished_call("bump", stack.new_item())) for _ in range(3)]
+    outage.stop()
+    try:
+        with caplog.at_level(logging.WARNING, logger=app.__name__):
+            assert app.publish_all(messages) == [], "the broker is down: none of them was taken"
+        refused = [record.getMessage() for record in caplog.records if "broker refused" in record.getMessage()]
+        assert [sum(message.task_uuid in line for line in refused) for message in messages] == [1, 1, 1], refused
+        assert all("the relay will publish it" in line for line in refused)
+        outage.start()
+        assert app.publish_all(messages) == messages, "the same batch once the broker is back, on the next try"
+
+        def queued():
+            with stack.app.connection_for_read(harness.BROKERS[broker]) as connection:
+                channel = connection.default_channel
+                return channel.queue_declare(app.broker_queue(queue, stack.db), passive=True).message_count
+
+        harness.wait_for(lambda: queued() == 3, 10, what="the three messages in their queue")
+    finally:
+        if outage.listener is not None:
+            outage.stop()
+        with stack.app.connection_for_write(harness.BROKERS[broker]) as connection:
+            connection.default_channel.queue_delete(app.broker_queue(queue, stack.db))
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
@@ -215,13 +248,13 @@ def test_result_backend_down_still_records_the_outcome(stack, fault_worker, brok
 
 def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, broker):
     worker = stack.workers[broker]
-    from odoo.addons.celery_task.app import publish
+    from odoo.addons.celery_task.app import publish_all
     from odoo.addons.celery_task.task_record import TaskMessage
 
     item_id = stack.new_item()
     result = stack.call("bump", item_id)
     row = stack.wait_row(result.id)
-    assert publish(TaskMessage.from_row(stack.db, row))
+    assert publish_all([TaskMessage.from_row(stack.db, row)])
     harness.wait_for(
         lambda: f"task.test.item.bump[{row['uuid']}] is already done; message acknowledged and skipped" in worker.log(),
         20,
@@ -233,11 +266,11 @@ def test_message_for_a_finished_task_is_acknowledged_and_skipped(stack, broker):
 
 def test_duplicate_delivered_while_running_does_not_run_twice(stack, broker):
     worker = stack.workers[broker]
-    from odoo.addons.celery_task.app import publish
+    from odoo.addons.celery_task.app import publish_all
     from odoo.addons.celery_task.task_record import TaskMessage
 
     item_id, row = running_slow_bump(stack)
-    assert publish(TaskMessage.from_row(stack.db, row)), "the same message again, as a broker redelivery would"
+    assert publish_all([TaskMessage.from_row(stack.db, row)]), "the same message again, as a broker redelivery would"
     skipped = f"task.test.item.slow_bump[{row['uuid']}] is locked by another worker, which runs it or has just run it"
     harness.wait_for(lambda: f"{skipped}; duplicate skipped" in worker.log(), 20, what="the duplicate line")
     assert stack.wait_row(row["uuid"])["state"] == "done"

@@ -5,6 +5,8 @@ import time
 
 import pytest
 
+import harness
+
 pytestmark = pytest.mark.odoo
 
 PASSWORD = "celery-task-test-password"
@@ -124,3 +126,35 @@ def test_live_updates_are_a_few_per_second_however_many_tasks_change(stack, redi
     print(figures)
     assert len(updates) >= 1 and rate <= 2.5, f"{len(updates)} updates in {seconds:.1f} s"
     assert updates[0] == {}, "no task data on the shared channel: the reload reads through access rules"
+
+
+def main_process_sessions(stack, worker):
+    """The backend pids of the worker's main process's connections to the test database for its jobs."""
+    from odoo.addons.celery_task.worker.connections import JOBS_ROLE
+
+    with stack.env() as env:
+        env.cr.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            [stack.db, f"odoo-{worker.process.pid} {JOBS_ROLE}"],
+        )
+        return {pid for (pid,) in env.cr.fetchall()}
+
+
+def test_the_main_process_keeps_its_connection_and_replaces_one_the_server_ended(stack, redis):
+    channel = [stack.db, "celery_task.live"]
+
+    def live_round():
+        since = last_bus_id(stack)
+        stack.wait_row(stack.call("bump", stack.new_item()).id)
+        harness.wait_for(lambda: bus_messages(stack, channel, since, "celery_task.changed"), 10, what="a live update")
+        return main_process_sessions(stack, redis)
+
+    kept = live_round() & live_round()
+    assert len(kept) == 1, "one session of the main process, the same round after round"
+    with stack.env() as env:
+        env.cr.execute("SELECT pg_terminate_backend(%s)", list(kept))
+    log_before = len(redis.log())
+    sessions = live_round()
+    assert sessions and not sessions & kept, "a new session for the one the server ended"
+    since = redis.log()[log_before:]
+    assert "terminating connection" not in since and "server closed the connection" not in since, since

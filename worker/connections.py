@@ -10,13 +10,21 @@ one task at a time, so it keeps two connections per database instead:
   new cursor would (no ORM cache, no per-cursor data) and ends it with a commit or a rollback.
 
 Both are opened in the process that uses them, never inherited across a fork, and closed when an
-error may have broken them. The main process forks pool children at any time, so it keeps no
-connection: it opens one per job and closes it before returning (:func:`main_process_cursor`).
+error may have broken them.
+
+The main process keeps one connection per database for its jobs, up to MAIN_PROCESS_CONNECTIONS
+(:func:`main_process_cursor`): opening one costs 3 to 8 ms, and the live round runs twice a second
+in the event loop's thread, where every message waits for it (a connection per job made the latency's
+99th percentile 15 ms instead of 8). A pool child forked meanwhile inherits them and never touches
+them: they are keyed by the pid that opened them, and a pool process ends with ``os._exit``, which
+closes nothing.
 """
 
+import collections
 import contextlib
 import logging
 import os
+import select
 
 import psycopg2
 import psycopg2.extras
@@ -25,8 +33,12 @@ from .. import compat
 
 _logger = logging.getLogger(__name__)
 
+MAIN_PROCESS_CONNECTIONS = 8
+JOBS_ROLE = "celery_task jobs"  # in the application name of main_process_cursor's connections
+
 _kept = {}
 _releases = {}  # lock connection key -> the task record whose lock the next claim releases
+_jobs = collections.OrderedDict()  # (pid, dbname) -> connection for main_process_cursor, least recently used first
 
 
 def _close(key):
@@ -45,6 +57,8 @@ def close_all():
     """Close what this process keeps, before it exits (an Odoo cursor left open is logged as a leak)."""
     for key in [key for key in _kept if key[0] == os.getpid()]:
         _close(key)
+    for _pid, dbname in [key for key in _jobs if key[0] == os.getpid()]:
+        _forget_job_connection(dbname)
 
 
 def lock_connection(dbname):
@@ -97,10 +111,33 @@ def task_transaction(registry):
 
 @contextlib.contextmanager
 def main_process_cursor(dbname):
-    """A dict cursor on a new connection, for the main process; commits on a clean exit, always closes."""
-    connection = compat.open_connection(dbname)
+    """A dict cursor in a new transaction on this process's kept connection to ``dbname``; commits on a
+    clean exit. A connection that fails is closed: the next job opens another."""
+    connection = _job_connection(dbname)
     try:
         with connection, connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cr:
             yield cr
-    finally:
-        connection.close()
+    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+        _forget_job_connection(dbname)
+        raise
+
+
+def _job_connection(dbname):
+    key = (os.getpid(), dbname)
+    connection = _jobs.pop(key, None)
+    if connection is not None and select.select([connection], [], [], 0)[0]:
+        connection.close()  # an idle session that LISTENs to nothing hears from the server only when it ends
+    if connection is None or connection.closed:
+        connection = compat.open_connection(dbname, role=JOBS_ROLE)
+    _jobs[key] = connection
+    mine = [kept for kept in _jobs if kept[0] == key[0]]
+    for oldest in mine[: max(0, len(mine) - MAIN_PROCESS_CONNECTIONS)]:
+        _jobs.pop(oldest).close()
+    return connection
+
+
+def _forget_job_connection(dbname):
+    connection = _jobs.pop((os.getpid(), dbname), None)
+    if connection is not None:
+        with contextlib.suppress(psycopg2.Error):
+            connection.close()

@@ -71,7 +71,8 @@ def hand_off(connection, limit, size, dbname):
             rows = cr.fetchall()
         finally:
             cr.execute(task_record.UNLOCK_GATE, values)
-        sent = [row["id"] for row in rows if app.publish(task_record.TaskMessage.from_row(dbname, row))]
+        messages = [task_record.TaskMessage.from_row(dbname, row) for row in rows]
+        sent = [message.record_id for message in app.publish_all(messages)]
         if sent:
             cr.execute(task_record.MARK_SENT, {"ids": sent})
     return len(rows)

@@ -63,8 +63,14 @@ def broadcast_changes():
             channels.append([dbname, LIVE_CHANNEL])
         except Exception:
             _logger.warning("celery_task: could not send live updates to the web clients of %s", dbname, exc_info=True)
-    compat.notify_bus(channels)
+    _notify_bus(channels)
     return changed
+
+
+def _notify_bus(channels):
+    if channels:
+        with main_process_cursor(compat.BUS_DATABASE) as cr:
+            compat.notify_bus(cr, channels)
 
 
 def send_notices(dbname):
@@ -80,7 +86,7 @@ def send_notices(dbname):
                 cr, [dbname, "res.partner", notice.pop("partner_id")], "celery_task.summary", notice
             )
         cr.execute(task_record.NOTICES_SENT, {"ids": [row["id"] for row in rows]})
-    compat.notify_bus(sorted({(dbname, "res.partner", row["partner_id"]) for row in rows if row["partner_id"]}))
+    _notify_bus(sorted({(dbname, "res.partner", row["partner_id"]) for row in rows if row["partner_id"]}))
     return len(notices)
 
 

@@ -71,11 +71,8 @@ def resend_lost(cr, dbname, queues, resend_after):
         return 0
     cr.execute(task_record.LOST_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": lost_queues})
     rows = cr.fetchall()
-    published = [
-        row["id"]
-        for row in rows
-        if row["id"] in lost_before and app.publish(task_record.TaskMessage.from_row(dbname, row))
-    ]
+    lost = [task_record.TaskMessage.from_row(dbname, row) for row in rows if row["id"] in lost_before]
+    published = [message.record_id for message in app.publish_all(lost)]
     _lost_last_round[dbname] = {row["id"] for row in rows} - set(published)
     if published:
         cr.execute(task_record.MARK_RESENT, {"ids": published})
@@ -101,15 +98,15 @@ def relay_database(cr, dbname, queues, delay):
         _logger.warning("celery_task relay: %d task(s) expired before running in %s: %s", len(expired), dbname, expired)
     cr.execute(task_record.STRANDED_TASKS, {"cutoff": cutoff, "limit": BATCH, "queues": list(queues)})
     rows = cr.fetchall()
-    published = []
+    stranded = []
     for row in rows:
         if row["state"] == task_record.STARTED and is_running(cr, row["id"]):
             continue
         message = task_record.TaskMessage.from_row(dbname, row)
         if row["state"] != task_record.PENDING:
             message.eta = None
-        if app.publish(message):
-            published.append(row["id"])
+        stranded.append(message)
+    published = [message.record_id for message in app.publish_all(stranded)]
     if published:
         cr.execute(task_record.MARK_SENT, {"ids": published})
         _logger.info("celery_task relay: published %d stranded task(s) of %s again", len(published), dbname)
@@ -141,7 +138,7 @@ def relay_all(queues):
     resend_after = config.addon_option("relay_resend_after")
     for dbname in databases.served():
         try:
-            with main_process_cursor(dbname) as cr:  # one connection per database and round, each step committed
+            with main_process_cursor(dbname) as cr:  # each step committed
                 for step, seconds in ((relay_database, delay), (resend_lost, resend_after), (hand_off_deferred, delay)):
                     step(cr, dbname, queues, seconds)
                     cr.connection.commit()

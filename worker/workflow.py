@@ -54,7 +54,7 @@ def _last_to_finish(cr, lock_connection, successor_id, finished_id):
 
 def publish_released(connection, messages):
     """After the release committed: publish the released steps and mark those the broker took as sent."""
-    sent = [message.record_id for message in messages if app.publish(message)]
+    sent = [message.record_id for message in app.publish_all(messages)]
     if not sent:
         return
     try:
