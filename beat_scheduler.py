@@ -77,13 +77,15 @@ class DatabaseScheduler(beat.Scheduler):
         """What changes whenever a periodic task of ``dbname`` is created, edited or deleted."""
         try:
             registry = Registry(dbname).check_signaling()
-            if MODEL not in registry:
+            if MODEL not in registry:  # the module was uninstalled: the next scan checks it again
+                databases.forget(dbname)
                 return None
             with registry.cursor() as cr:
                 cr.execute(VERSION)
                 return cr.fetchone()
-        except Exception:
-            _logger.warning("celery_task beat: cannot read the periodic tasks of %s", dbname, exc_info=True)
+        except Exception as exc:
+            if not databases.forget_if_uninstalled(dbname, exc):
+                _logger.warning("celery_task beat: cannot read the periodic tasks of %s", dbname, exc_info=True)
             return None
 
     def _load(self, dbname):

@@ -37,7 +37,7 @@ def counted():
 
     from odoo.addons.celery_task import compat
 
-    def open_connection(dbname):
+    def open_connection(dbname, role=None):
         _counts["connections"] += 1
         return psycopg2.connect(connection_factory=CountingConnection, **connection_info_for(dbname)[1])
 
@@ -61,7 +61,11 @@ def time_call(function, *args):
 
 def relay_rounds(queues, rounds=3):
     """Median ms, statements and connections of ``rounds`` rounds of ``relay_all(queues)``."""
-    from odoo.addons.celery_task.worker import relay
+    from odoo.addons.celery_task.worker import connections, relay
 
+    # Like the worker's main process: the connections kept from the first round serve the next ones.
+    # Those kept from before are closed, so that the first round opens counting ones.
+    connections.close_all()
+    time_call(relay.relay_all, queues)
     runs = [time_call(relay.relay_all, queues) for _ in range(rounds)]
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}

@@ -391,7 +391,8 @@ def database_rows(part):
                 f"{step['databases']} served: relay round (this process)",
                 cost(step["relay"]),
                 "",
-                f"scan {step['scan']['ms']:.1f} ms, {step['scan']['connections']} connections",
+                f"scan {step['scan']['ms']:.1f} ms, {step['scan']['connections']} connections; "
+                f"again {step['rescan']['ms']:.1f} ms, {step['rescan']['connections']}",
             ),
             (
                 "databases",

@@ -116,6 +116,51 @@ def test_the_relay_covers_a_database_found_after_the_start(stack, every, new_dat
     assert "stranded task(s) of " + new_database in every.log()
 
 
+def test_a_scan_connects_only_to_the_databases_it_does_not_serve_yet(stack, monkeypatch):
+    from odoo.tools import config as odoo_config
+
+    from odoo.addons.celery_task import compat, databases
+
+    monkeypatch.setitem(odoo_config, "db_name", "")  # as a worker without db_name
+    monkeypatch.setitem(odoo_config, "dbfilter", f"^ct_test_{stack.run_id}(_|$)")
+    monkeypatch.setitem(databases._found, "served", ())  # this process's own, restored after the test
+    monkeypatch.setitem(databases._found, "at", None)
+    opened = []
+
+    def open_connection(dbname, role=None):
+        opened.append(dbname)
+        return original(dbname, role=role)
+
+    original = compat.open_connection
+    monkeypatch.setattr(compat, "open_connection", open_connection)
+    first = databases.served(refresh=True)
+    assert {stack.db, stack.other_db} <= set(first)
+    assert set(first) <= set(opened), "the first scan checks every database it finds"
+    opened.clear()
+    assert databases.served(refresh=True) == first
+    assert "postgres" in opened, "the databases were listed again"
+    assert not set(opened) & set(first), f"a scan connected to databases it serves already: {opened}"
+
+
+def test_a_database_that_uninstalls_the_addon_stops_being_served(stack, every, new_database):
+    from odoo import api
+    from odoo.modules.registry import Registry
+
+    _, result = bump_in(stack, new_database, 1)
+    assert stack.wait_row(result.id, dbname=new_database)["state"] == "done"
+    harness.wait_for(lambda: f"consuming {every.queue}.{new_database}" in every.log(), 10, what="its queue")
+    with Registry(new_database).cursor() as cr:
+        env = api.Environment(cr, api.SUPERUSER_ID, {})
+        env["ir.module.module"].search([("name", "=", "celery_task")]).button_immediate_uninstall()
+    gone = f"no longer consuming {every.queue}.{new_database}"
+    harness.wait_for(lambda: gone in every.log(), 20, what="the worker to stop serving it")
+    assert f"database {new_database} no longer has the tables of celery_task" in every.log()
+    failures = every.log().count(f"failed for {new_database}")
+    time.sleep(3 * SCAN_SECONDS)
+    assert every.log().count(f"failed for {new_database}") == failures, "its jobs stopped failing"
+    assert f"consuming {every.queue}.{new_database}" not in every.log().split(gone)[-1], "and it stays unserved"
+
+
 def test_a_backlog_in_one_database_does_not_hold_up_another(stack, every, record_property):
     with stack.env(dbname=stack.other_db) as env:
         items = env["task.test.item"].create([{"name": f"backlog {n}"} for n in range(300)])

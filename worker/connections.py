@@ -38,7 +38,7 @@ JOBS_ROLE = "celery_task jobs"  # in the application name of main_process_cursor
 
 _kept = {}
 _releases = {}  # lock connection key -> the task record whose lock the next claim releases
-_jobs = collections.OrderedDict()  # (pid, dbname) -> connection for main_process_cursor, least recently used first
+_jobs = collections.defaultdict(collections.OrderedDict)  # pid -> {dbname: connection}, least recently used first
 
 
 def _close(key):
@@ -57,7 +57,7 @@ def close_all():
     """Close what this process keeps, before it exits (an Odoo cursor left open is logged as a leak)."""
     for key in [key for key in _kept if key[0] == os.getpid()]:
         _close(key)
-    for _pid, dbname in [key for key in _jobs if key[0] == os.getpid()]:
+    for dbname in list(_jobs[os.getpid()]):
         _forget_job_connection(dbname)
 
 
@@ -123,21 +123,20 @@ def main_process_cursor(dbname):
 
 
 def _job_connection(dbname):
-    key = (os.getpid(), dbname)
-    connection = _jobs.pop(key, None)
-    if connection is not None and select.select([connection], [], [], 0)[0]:
+    mine = _jobs[os.getpid()]
+    connection = mine.pop(dbname, None)
+    if connection is not None and not connection.closed and select.select([connection], [], [], 0)[0]:
         connection.close()  # an idle session that LISTENs to nothing hears from the server only when it ends
     if connection is None or connection.closed:
         connection = compat.open_connection(dbname, role=JOBS_ROLE)
-    _jobs[key] = connection
-    mine = [kept for kept in _jobs if kept[0] == key[0]]
-    for oldest in mine[: max(0, len(mine) - MAIN_PROCESS_CONNECTIONS)]:
-        _jobs.pop(oldest).close()
+    mine[dbname] = connection
+    while len(mine) > MAIN_PROCESS_CONNECTIONS:
+        mine.popitem(last=False)[1].close()
     return connection
 
 
 def _forget_job_connection(dbname):
-    connection = _jobs.pop((os.getpid(), dbname), None)
+    connection = _jobs[os.getpid()].pop(dbname, None)
     if connection is not None:
         with contextlib.suppress(psycopg2.Error):
             connection.close()

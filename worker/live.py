@@ -162,8 +162,9 @@ class LiveUpdates(bootsteps.StartStopStep):
         for dbname in sorted(self.notice_databases):
             try:
                 send_notices(dbname)
-            except Exception:
-                _logger.exception("celery_task: notices failed for %s", dbname)
+            except Exception as exc:
+                if not databases.forget_if_uninstalled(dbname, exc):
+                    _logger.exception("celery_task: notices failed for %s", dbname)
         self.notice_databases.clear()
 
     def stop(self, consumer):

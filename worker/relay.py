@@ -142,8 +142,9 @@ def relay_all(queues):
                 for step, seconds in ((relay_database, delay), (resend_lost, resend_after), (hand_off_deferred, delay)):
                     step(cr, dbname, queues, seconds)
                     cr.connection.commit()
-        except Exception:
-            _logger.exception("celery_task relay failed for %s", dbname)
+        except Exception as exc:
+            if not databases.forget_if_uninstalled(dbname, exc):
+                _logger.exception("celery_task relay failed for %s", dbname)
 
 
 class OutboxRelay(bootsteps.StartStopStep):
