@@ -158,3 +158,29 @@ def test_the_main_process_keeps_its_connection_and_replaces_one_the_server_ended
     assert sessions and not sessions & kept, "a new session for the one the server ended"
     since = redis.log()[log_before:]
     assert "terminating connection" not in since and "server closed the connection" not in since, since
+
+
+def test_databases_beyond_the_kept_connections_get_one_for_the_job_and_evict_none(stack, monkeypatch):
+    from odoo.addons.celery_task.worker import connections
+
+    def backend(dbname):
+        with connections.main_process_cursor(dbname) as cr:
+            cr.execute("SELECT pg_backend_pid() AS pid")
+            return cr.fetchone()["pid"]
+
+    connections.close_all()
+    monkeypatch.setattr(connections, "MAIN_PROCESS_CONNECTIONS", 1)
+    try:
+        kept = backend(stack.db)
+        others = [backend(stack.other_db), backend(stack.other_db)]
+        assert backend(stack.db) == kept, "the connection kept first is not evicted by another database's jobs"
+        assert others[0] != others[1], "a database beyond the kept ones gets a connection for the job only"
+
+        def closed():
+            with stack.env() as env:
+                env.cr.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [others])
+                return env.cr.fetchone()[0] == 0
+
+        harness.wait_for(closed, 5, what="the job's connections to be closed after their job")
+    finally:
+        connections.close_all()

@@ -15,7 +15,10 @@ error may have broken them.
 The main process keeps one connection per database for its jobs, up to MAIN_PROCESS_CONNECTIONS
 (:func:`main_process_cursor`): opening one costs 3 to 8 ms, and the live round runs twice a second
 in the event loop's thread, where every message waits for it (a connection per job made the latency's
-99th percentile 15 ms instead of 8). A pool child forked meanwhile inherits them and never touches
+99th percentile 15 ms instead of 8). The relay visits every served database each round, in order:
+a least-recently-used eviction would close each connection just before its next use once more
+databases are served than kept, so those beyond the first MAIN_PROCESS_CONNECTIONS get a connection
+for the job only. A pool child forked meanwhile inherits them and never touches
 them: they are keyed by the pid that opened them, and a pool process ends with ``os._exit``, which
 closes nothing.
 """
@@ -38,7 +41,7 @@ JOBS_ROLE = "celery_task jobs"  # in the application name of main_process_cursor
 
 _kept = {}
 _releases = {}  # lock connection key -> the task record whose lock the next claim releases
-_jobs = collections.defaultdict(collections.OrderedDict)  # pid -> {dbname: connection}, least recently used first
+_jobs = collections.defaultdict(dict)  # pid -> {dbname: kept connection for main_process_cursor}
 
 
 def _close(key):
@@ -120,18 +123,22 @@ def main_process_cursor(dbname):
     except (psycopg2.OperationalError, psycopg2.InterfaceError):
         _forget_job_connection(dbname)
         raise
+    finally:
+        if dbname not in _jobs[os.getpid()]:
+            connection.close()
 
 
 def _job_connection(dbname):
+    """The kept connection to ``dbname``; one for this job only when as many are kept for other databases."""
     mine = _jobs[os.getpid()]
-    connection = mine.pop(dbname, None)
+    connection = mine.get(dbname)
     if connection is not None and not connection.closed and select.select([connection], [], [], 0)[0]:
         connection.close()  # an idle session that LISTENs to nothing hears from the server only when it ends
     if connection is None or connection.closed:
+        mine.pop(dbname, None)
         connection = compat.open_connection(dbname, role=JOBS_ROLE)
-    mine[dbname] = connection
-    while len(mine) > MAIN_PROCESS_CONNECTIONS:
-        mine.popitem(last=False)[1].close()
+        if len(mine) < MAIN_PROCESS_CONNECTIONS:
+            mine[dbname] = connection
     return connection
 
 
