@@ -147,15 +147,16 @@ def reset_cursor(cr):
     cr.cache.clear()
 
 
-def open_connection(dbname, role=None):
+def open_connection(dbname, role=None, **parameters):
     """A plain psycopg2 connection to ``dbname``, with Odoo's connection settings (host, user, application name).
 
     ``role`` is appended to the application name, so ``pg_stat_activity`` tells what the session is for.
+    ``parameters``: more of libpq's and psycopg2's (timeouts, ``async_``).
     """
     _, info = connection_info_for(dbname)
     if role:
         info["application_name"] = f"{info['application_name']} {role}"[:63]
-    return psycopg2.connect(**info)
+    return psycopg2.connect(**info, **parameters)
 
 
 def open_autocommit(dbname):

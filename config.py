@@ -30,6 +30,7 @@ ADDON_OPTIONS = {
     "registries_per_process": 8,
     "live_interval": 0.5,
     "notice_interval": 2.0,
+    "host_timeout": 20.0,
 }
 
 # Options whose default is None: read as they are, not converted to the default's type.
@@ -60,8 +61,19 @@ DEFAULTS = {
     "broker_connection_retry_on_startup": True,
     "result_extended": True,
     # A publish that cannot reach the broker fails at once: the task stays in the outbox and the
-    # relay publishes it later, instead of the caller waiting on connection retries.
-    "broker_transport_options": {"max_retries": 0},
+    # relay publishes it later, instead of the caller waiting on connection retries. A broker that
+    # went silent (a host cut from it) fails a command after socket_timeout instead of holding it
+    # forever: kombu's Redis transport has no timeout of its own, and an acknowledgement waited in
+    # the worker's event loop for the whole cut.
+    "broker_transport_options": {
+        "max_retries": 0,
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+    },
+    # RabbitMQ: a worker host that died is found within two heartbeats, and the messages it had taken
+    # go back to their queues (Celery's default is 120 s).
+    "broker_heartbeat": 10,
     "beat_scheduler": "odoo.addons.celery_task.beat_scheduler:DatabaseScheduler",
 }
 

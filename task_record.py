@@ -16,6 +16,7 @@ States::
                  |       +--claim (its eta passed)--> started
                  |
     started --no free slot of its limit--> deferred --a slot freed (hand-off)--> pending
+    started, retry --published again by the relay (its worker gone: its lock free; a retry past its eta)--> pending
     waiting, pending, deferred, retry, started --cancel (UI) or expiry (relay)--> cancelled
     failed, cancelled --requeue (UI), under a new uuid--> pending (waiting, if a step before it is not done)
 
@@ -317,9 +318,12 @@ RETURNING_WAITING_SUCCESSORS = """
                WHERE l.predecessor_id = celery_task.id AND s.state = 'waiting') END AS waiting_successors
 """
 
-# In the task's own transaction, with its effects. A task cancelled after its claim updates no
-# row here: the worker then rolls back everything it did. now() is when that transaction began,
-# before the method ran: its end is clock_timestamp().
+# In the task's own transaction, with its effects. The claim's fence (uuid and attempt) keeps a
+# worker from finishing a task that is no longer its own: cancelled after its claim, requeued, or
+# claimed again by another worker after the server ended this one's session (a host cut off longer
+# than ``celery_host_timeout``, see sessions.py). Then no row is updated and the worker rolls back
+# everything it did. now() is when that transaction began, before the method ran: its end is
+# clock_timestamp().
 FINISH_STARTED = (
     """
     UPDATE celery_task
@@ -327,19 +331,20 @@ FINISH_STARTED = (
            write_date = (clock_timestamp() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
            open_key = NULL, notice_pending = %(notice)s
-     WHERE id = %(id)s AND state = 'started'
+     WHERE id = %(id)s AND state = 'started' AND uuid = %(uuid)s AND attempts = %(attempts)s
 """
     + RETURNING_WAITING_SUCCESSORS
 )
 
-# After the task's transaction was rolled back, in a new one; returns as FINISH_STARTED does.
+# After the task's transaction was rolled back, in a new one, under the claim's fence; returns as
+# FINISH_STARTED does.
 FINISH_TASK = (
     """
     UPDATE celery_task
        SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
            open_key = NULL, notice_pending = %(notice)s
-     WHERE id = %(id)s
+     WHERE id = %(id)s AND state = 'started' AND uuid = %(uuid)s AND attempts = %(attempts)s
 """
     + RETURNING_WAITING_SUCCESSORS
 )
@@ -349,8 +354,11 @@ RETRY_TASK = """
        SET state = 'retry', eta = (now() AT TIME ZONE 'UTC') + make_interval(secs => %(countdown)s),
            sent_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
            exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
-     WHERE id = %(id)s
+     WHERE id = %(id)s AND state = 'started' AND uuid = %(uuid)s AND attempts = %(attempts)s
 """
+
+# Who holds a task a finish could not update (its fence did not match): to say why nothing committed.
+TASK_HOLDER = "SELECT state, attempts, worker_host FROM celery_task WHERE id = %(id)s"
 
 # From the worker's main process (hard time limit, unknown task name): never over an outcome.
 FAIL_UNFINISHED = """
@@ -531,11 +539,23 @@ LOST_TASKS = """
        FOR UPDATE SKIP LOCKED
 """
 
+# A task the relay published again waits for its message as a sent pending task: a started one whose
+# worker is gone, or a retry past its eta, is not published again at every round while that message
+# waits in its queue (only once lost, by the lost-message rule).
 MARK_RESENT = """
-    UPDATE celery_task SET sent_at = (now() AT TIME ZONE 'UTC') WHERE id = ANY(%(ids)s) AND state = 'pending'
+    UPDATE celery_task
+       SET state = 'pending', sent_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC')
+     WHERE id = ANY(%(ids)s) AND state IN ('pending', 'retry', 'started')
 """
 
 TRY_LOCK = "SELECT pg_try_advisory_lock(%(lock_class)s, %(id)s) AS free"
+
+# -- worker's main process: who leads the background work (see worker/leadership.py) ------------
+
+# Elections and duties are session advisory locks on one 64-bit key each, a hash of their name (which
+# starts with "celery_task "): the key space of the limits' slots, under other names.
+STAND_FOR_ELECTION = "SELECT pg_advisory_lock(hashtextextended(%(election)s, 0))"
+TAKE_DUTY = "SELECT pg_try_advisory_lock(hashtextextended(%(duty)s, 0))"
 
 
 # -- row <-> message --------------------------------------------------------------------------

@@ -142,6 +142,9 @@ def main(argv=None):
     from odoo.addons.celery_task.app import celery_app
 
     if celery_args and celery_args[0] in COMMANDS_NEEDING_REGISTRY:
+        from odoo.addons.celery_task import sessions
+
+        sessions.apply_to_process()  # before the first session: Odoo's cursors carry it too
         _load_registries()
     worker.install(celery_app)
     return celery_app.start(celery_args or ["--help"])

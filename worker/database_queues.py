@@ -3,43 +3,35 @@ was started with and every database it serves, new ones included, and stops for 
 
 On with ``celery_database_queues`` (by default when ``db_name`` is unset). The broker then hands a
 worker the queues in turn (Redis polls them round robin; RabbitMQ feeds each consumer), so a
-backlog in one database does not hold up a fresh task of another.
+backlog in one database does not hold up a fresh task of another. The background thread finds the
+databases (worker/background.py); the event loop, which owns the consumer, follows them here.
 """
 
 import logging
 
-from celery import bootsteps
-
-from .. import app, config, databases
+from .. import app, config
 
 _logger = logging.getLogger(__name__)
 
 
-class DatabaseQueues(bootsteps.StartStopStep):
-    """Consumer bootstep: follows the served databases every ``celery_database_scan_interval`` seconds."""
+class DatabaseQueues:
+    """The queues this worker consumes for the databases it serves, beside those it was started with."""
 
-    requires = ("celery.worker.consumer.tasks:Tasks",)
-
-    def __init__(self, consumer, **kwargs):
-        super().__init__(consumer, **kwargs)
-        self.tref = None
+    def __init__(self):
         self.base_queues = None
         self.consumed = set()
 
     def start(self, consumer):
-        if not config.database_queues():
-            return
         if self.base_queues is None:  # the -Q queues; a restart after an outage finds ours added
             self.base_queues = sorted(queue.name for queue in consumer.task_consumer.queues)
-        self.follow(consumer)
-        interval = config.addon_option("database_scan_interval")
-        self.tref = consumer.timer.call_repeatedly(interval, self.follow, (consumer,), priority=10)
 
-    def follow(self, consumer):
-        try:
-            served = databases.served(refresh=True)
-        except Exception:
-            _logger.exception("celery_task: could not list the databases to serve; keeping the queues as they are")
+    def base(self, names):
+        """Of the queue ``names`` consumed, those that are not a database's own."""
+        return set(names) - self.consumed
+
+    def follow(self, consumer, served):
+        """Consume the queues of the ``served`` databases, and only those."""
+        if not config.database_queues():
             return
         wanted = {app.broker_queue(queue, dbname) for queue in self.base_queues for dbname in served}
         for name in sorted(wanted - self.consumed):
@@ -49,10 +41,3 @@ class DatabaseQueues(bootsteps.StartStopStep):
             consumer.cancel_task_queue(name)
             _logger.info("celery_task: no longer consuming %s (its database is no longer served)", name)
         self.consumed = wanted
-
-    def stop(self, consumer):
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
-
-    shutdown = stop

@@ -80,7 +80,7 @@ def execute(registry, task, spec, row):
     try:
         target = registry if row["dbname"] == registry.db_name else served_registry(row["dbname"], row["id"])
     except Reject as rejection:
-        outcome.record_outcome(registry, row["id"], task_record.FAILED, exc=rejection.reason)
+        outcome.record_outcome(registry, row, task_record.FAILED, exc=rejection.reason)
         raise
     try:
         result = retries.with_transient_retries(task.name, lambda: _run_once(registry, target, task, spec, row))
@@ -89,13 +89,14 @@ def execute(registry, task, spec, row):
     except Exception as exc:
         if _wants_retry(spec, exc, row):
             countdown = spec.retry_backoff * (2 ** (row["attempts"] - 1))
-            outcome.record_outcome(registry, row["id"], task_record.RETRY, exc=exc, countdown=countdown)
+            if not outcome.record_outcome(registry, row, task_record.RETRY, exc=exc, countdown=countdown):
+                raise Ignore() from exc
             raise task.retry(exc=exc, countdown=countdown, max_retries=spec.max_retries) from exc
-        outcome.record_outcome(registry, row["id"], task_record.FAILED, exc=exc)
+        outcome.record_outcome(registry, row, task_record.FAILED, exc=exc)
         _logger.error("%s[%s] failed: %s: %s", task.name, row["uuid"], type(exc).__name__, exc)
         raise
     if target is not registry:
-        outcome.record_outcome(registry, row["id"], task_record.DONE, result=result)
+        outcome.record_outcome(registry, row, task_record.DONE, result=result)
     return json.loads(result) if result is not None else None
 
 
@@ -130,9 +131,10 @@ def _run_once(origin, target, task, spec, row):
                 values = {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result}
                 cr.execute(task_record.MIRROR_TASK, values)
             else:
-                waiting_successors = outcome.finish_done(cr, row["id"], result)
+                waiting_successors = outcome.finish_done(cr, row, result)
                 if waiting_successors is None:
-                    _logger.info("%s[%s] was cancelled while it ran; nothing it did commits", task.name, row["uuid"])
+                    why = outcome.no_longer_ours(lock_connection, row)
+                    _logger.info("%s[%s] %s; nothing it did commits", task.name, row["uuid"], why)
                     raise Ignore()
                 if waiting_successors:
                     workflow.release_successors(cr, row["id"], waiting_successors, lock_connection)
