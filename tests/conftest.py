@@ -17,6 +17,7 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: "hosts" not in item.keywords)  # the slowest file first: it runs beside the others
     if ODOO_MISSING and os.environ.get("CELERY_TASK_TEST_REQUIRE_ODOO"):
         raise pytest.UsageError(f"CELERY_TASK_TEST_REQUIRE_ODOO is set and {ODOO_MISSING}")
     if ODOO_MISSING:

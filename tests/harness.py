@@ -226,9 +226,13 @@ class Worker:
         self.config_path = config_path
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.concurrency = concurrency
-        self.entry = entry or [sys.executable, str(REPO / "odoo_celery.py"), "-c", str(config_path)]
+        self.entry = entry or self.default_entry(config_path)
         self.extra = list(extra)
         self.process = None
+
+    @staticmethod
+    def default_entry(config_path):
+        return [sys.executable, str(REPO / "odoo_celery.py"), "-c", str(config_path)]
 
     def command(self):
         return [
@@ -484,30 +488,32 @@ def free_port():
 class PrivateRedis:
     """A redis-server of the test's own on a loopback port, to stop and start as a broker outage."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, host="127.0.0.1"):
+        self.host = host
         self.port = free_port()
         self.workdir = Path(workdir)
         self.process = None
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self):
         self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "yes"],
+            ["redis-server", "--bind", self.host, "--port", str(self.port), "--save", "", "--appendonly", "yes"]
+            + ([] if self.host == "127.0.0.1" else ["--protected-mode", "no"]),
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: port_open("127.0.0.1", self.port), 10, what=f"redis on port {self.port}")
+        wait_for(lambda: port_open(self.host, self.port), 10, what=f"redis on port {self.port}")
         return self
 
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
-        wait_for(lambda: not port_open("127.0.0.1", self.port), 10, what=f"redis on port {self.port} to stop")
+        wait_for(lambda: not port_open(self.host, self.port), 10, what=f"redis on port {self.port} to stop")
 
 
 class BrokerOutage:
@@ -515,19 +521,20 @@ class BrokerOutage:
     through it (refused connections, dropped sessions), start() its end. The broker itself, and
     everyone else's connections to it, are untouched."""
 
-    def __init__(self, url):
+    def __init__(self, url, host="127.0.0.1"):
         parsed = urllib.parse.urlsplit(url)
         self.target = (parsed.hostname, parsed.port)
+        self.host = host
         self.port = free_port()
         self.url = urllib.parse.urlunsplit(
-            parsed._replace(netloc=parsed.netloc.replace(f":{parsed.port}", f":{self.port}"))
+            parsed._replace(netloc=parsed.netloc.replace(f"{parsed.hostname}:{parsed.port}", f"{host}:{self.port}"))
         )
         self.listener = None
         self.connections = []
         self.lock = threading.Lock()
 
     def start(self):
-        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self.listener = socket.create_server((self.host, self.port), reuse_port=False)
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
         return self
 
