@@ -405,6 +405,23 @@ def database_rows(part):
     return rows
 
 
+def background_rows(part):
+    """(part, metric, value, ratio, note) rows of the idle workers' background work and the relay's round."""
+    rows = []
+    for step in part.get("steps", []):
+        workers = f"{step['workers']} idle worker(s)"
+        for key, label in (("statements_per_s", "statements/s"), ("postgres_cpu_ms_per_s", "PostgreSQL CPU ms/s")):
+            ratio = step.get(f"{key}_vs_one")
+            met = goal("16 workers <= 1.5x one:", ratio <= 1.5) if step["workers"] == 16 and ratio else ""
+            shown = "" if ratio is None else f"{ratio:.2f}"
+            rows.append(("background", f"{workers}: {label}", f"{step[key]:.2f}", shown, met))
+        rows.append(("background", f"{workers}: their own CPU ms/s", f"{step['workers_cpu_ms_per_s']:.1f}", "", ""))
+    if "relay" in part:
+        relay = part["relay"]
+        rows.append(("background", f"relay round over {relay['backlog']} waiting", cost(relay["relay"]), "", ""))
+    return rows
+
+
 def render(rows):
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
@@ -421,8 +438,8 @@ def table(results):
     main = [header]
     parts = [("broker", "part", "metric", "value", "ratio", "target / note")]
     for broker, result in results.items():
-        if broker == "databases":
-            parts += [(broker_of(results), *row) for row in database_rows(result)]
+        if broker in OTHER_PARTS:
+            parts += [(broker_of(results), *row) for row in OTHER_PARTS[broker](result)]
             continue
         if "ours" in result:
             main += [(broker, *row) for row in main_rows(result)]
@@ -433,5 +450,8 @@ def table(results):
     return "\n\n".join(sections)
 
 
+OTHER_PARTS = {"databases": database_rows, "background": background_rows}
+
+
 def broker_of(results):
-    return next(name for name in results if name != "databases")
+    return next(name for name in results if name not in OTHER_PARTS)

@@ -104,8 +104,8 @@ class Network:
 class Cluster:
     """A PostgreSQL cluster of the tests' own on ``address``:``port`` (and a socket directory), trusting the bridge."""
 
-    def __init__(self, address, port):
-        self.address, self.port = address, port
+    def __init__(self, address, port, settings=""):
+        self.address, self.port, self.settings = address, port, settings
         self.bindir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1]).parent
         self.root = Path(tempfile.mkdtemp(prefix="ct_hosts_pg_"))
         self.data, self.sockets = self.root / "data", self.root / "sockets"
@@ -125,6 +125,7 @@ class Cluster:
                 f"listen_addresses = '{self.address}'\nport = {self.port}\n"
                 f"unix_socket_directories = '{self.sockets}'\nmax_connections = 200\n"
                 "fsync = off\nfull_page_writes = off\nsynchronous_commit = off\nshared_buffers = 64MB\n"
+                f"{self.settings}\n"
             )
         with open(self.data / "pg_hba.conf", "a") as hba:
             hba.write(f"host all all {self.address}/16 trust\n")
