@@ -128,6 +128,19 @@ def _batch(producer, count):
     return contextlib.nullcontext()
 
 
+#: A task's priority: 0 runs first, 9 last, on both brokers (as in OCA queue_job); a call that gives
+#: none is in the middle.
+DEFAULT_PRIORITY = 5
+HIGHEST_PRIORITY = 9
+
+
+def broker_priority(priority, producer):
+    """``priority`` as ``producer``'s broker orders it: RabbitMQ delivers the highest number first (its
+    queues are declared with ``x-max-priority``, see config), Redis the lowest (kombu's priority steps)."""
+    priority = DEFAULT_PRIORITY if priority is None else priority
+    return HIGHEST_PRIORITY - priority if producer.connection.transport.driver_type == "amqp" else priority
+
+
 def _send(message, producer):
     celery_app.send_task(
         message.task_name,
@@ -136,7 +149,9 @@ def _send(message, producer):
         queue=broker_queue(message.queue, message.dbname),
         eta=_utc(message.eta),
         expires=_utc(message.expires_at),
-        priority=message.priority,
+        priority=broker_priority(message.priority, producer),
+        time_limit=message.time_limit,
+        soft_time_limit=message.soft_time_limit,
         argsrepr=message.call_repr,
         kwargsrepr="{}",
         retry=False,
@@ -151,6 +166,7 @@ def reconfigure(**overrides):
     """
     config.database_queues.cache_clear()
     config.configured_limit_sizes.cache_clear()
+    config.schedule_horizon.cache_clear()
     celery_app.conf.update(config.celery_settings())
     celery_app.conf.update(overrides)
     celery_app._pool = None

@@ -31,6 +31,8 @@ ADDON_OPTIONS = {
     "live_interval": 0.5,
     "notice_interval": 2.0,
     "host_timeout": 20.0,
+    "schedule_horizon": 60.0,
+    "schedule_interval": 1.0,
 }
 
 # Options whose default is None: read as they are, not converted to the default's type.
@@ -71,6 +73,10 @@ DEFAULTS = {
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
     },
+    # RabbitMQ: queues that order their messages by priority (app.broker_priority). A queue an
+    # earlier version declared without it must be deleted once (RabbitMQ refuses to declare it
+    # again with other arguments), or set celery_task_queue_max_priority = None to keep it unordered.
+    "task_queue_max_priority": 9,
     # RabbitMQ: a worker host that died is found within two heartbeats, and the messages it had taken
     # go back to their queues (Celery's default is 120 s).
     "broker_heartbeat": 10,
@@ -138,6 +144,12 @@ def database_queues():
     if value is None:
         return not (odoo_config.get("db_name") or None)
     return bool(value)
+
+
+@functools.cache
+def schedule_horizon():
+    """``celery_schedule_horizon``: a task due later than this many seconds waits in PostgreSQL, not on the broker."""
+    return addon_option("schedule_horizon")
 
 
 @functools.cache

@@ -51,6 +51,7 @@ import datetime
 from .exceptions import MalformedMessage
 
 WAITING = "waiting"
+SCHEDULED = "scheduled"
 PENDING = "pending"
 DEFERRED = "deferred"
 STARTED = "started"
@@ -61,6 +62,7 @@ CANCELLED = "cancelled"
 
 STATE_LABELS = [
     (WAITING, "Waiting for its workflow"),
+    (SCHEDULED, "Scheduled"),
     (PENDING, "Pending"),
     (DEFERRED, "Waiting for a free slot"),
     (STARTED, "Started"),
@@ -71,7 +73,7 @@ STATE_LABELS = [
 ]
 FINISHED_STATES = (DONE, FAILED, CANCELLED)
 REQUEUEABLE_STATES = (FAILED, CANCELLED)
-CANCELLABLE_STATES = (WAITING, PENDING, DEFERRED, RETRY, STARTED)
+CANCELLABLE_STATES = (WAITING, SCHEDULED, PENDING, DEFERRED, RETRY, STARTED)
 
 #: What a workflow's step receives first: nothing more, the result before it, or a group's results.
 RECEIVES_NOTHING = "nothing"
@@ -94,55 +96,75 @@ RELEASE_LOCK_CLASS = 0x0CE2
 #: The transaction's time as Odoo stores datetimes (UTC, without time zone).
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
+#: What a statement returns for the message of each task it makes ready: see :meth:`TaskMessage.from_row`.
+MESSAGE_COLUMNS = "id, uuid, name, queue, eta, expires_at, priority, call_repr, time_limit, soft_time_limit"
+
+
+def _scheduled_or_pending(eta):
+    """The state of a task about to be ready to run: scheduled when its ``eta`` is further than ``%(horizon)s``
+    seconds (``celery_schedule_horizon``), so that it waits in PostgreSQL until due, not on the broker."""
+    return (
+        f"CASE WHEN {eta} > (clock_timestamp() AT TIME ZONE 'UTC') + make_interval(secs => %(horizon)s)"
+        " THEN 'scheduled' ELSE 'pending' END"
+    )
+
+
+SCHEDULED_OR_PENDING = _scheduled_or_pending("eta")
+
 # -- caller side ------------------------------------------------------------------------------
 
 # A task's inserts leave create_uid and write_uid empty: user_id says who asked. Each of those
 # foreign keys costs the insert a check, planned anew in every transaction of a caller (Odoo's pool
 # discards the session's plans whenever it lends a connection): 0.31 ms an insert with them, 0.13 without.
 
-INSERT_TASK = """
+INSERT_TASK = f"""
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
-        queue, priority, eta, expires_at, call_repr, state, attempts, limit_name, create_date, write_date
+        queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
+        max_retries, time_limit, soft_time_limit, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        'pending', 0, %(limit_name)s, %(now)s, %(now)s
-    ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+        {_scheduled_or_pending("%(eta)s::timestamp")}, 0, %(limit_name)s,
+        %(max_retries)s, %(time_limit)s, %(soft_time_limit)s, %(now)s, %(now)s
+    ) RETURNING {MESSAGE_COLUMNS}, state
 """
 
 # A unique task: nothing is inserted while an open task has the same key (the unique index on
 # open_key). Inside a savepoint: under repeatable read, an equal task committed after this
 # transaction's snapshot is a serialization failure, which the savepoint keeps from the caller.
-INSERT_UNIQUE_TASK = """
+INSERT_UNIQUE_TASK = f"""
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
         queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
-        identity_key, open_key, unique_running, create_date, write_date
+        max_retries, time_limit, soft_time_limit, identity_key, open_key, unique_running, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        'pending', 0, %(limit_name)s, %(identity_key)s, %(identity_key)s, %(unique_running)s,
-        %(now)s, %(now)s
+        {_scheduled_or_pending("%(eta)s::timestamp")}, 0, %(limit_name)s,
+        %(max_retries)s, %(time_limit)s, %(soft_time_limit)s,
+        %(identity_key)s, %(identity_key)s, %(unique_running)s, %(now)s, %(now)s
     )
     ON CONFLICT (open_key) WHERE open_key IS NOT NULL DO NOTHING
-    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+    RETURNING {MESSAGE_COLUMNS}, state
 """
 
 # The open task holding a unique key (read on a connection of its own when this one cannot see it).
 OPEN_TASK = "SELECT id, uuid, name FROM celery_task WHERE open_key = %(key)s"
 
-# A workflow's step: pending when it can start at once, waiting otherwise.
-INSERT_WORKFLOW_TASK = """
+# A workflow's step: waiting for the steps before it, or ready as any call.
+INSERT_WORKFLOW_TASK = f"""
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
         queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
-        workflow_id, workflow_root_id, receives, create_date, write_date
+        max_retries, time_limit, soft_time_limit, workflow_id, workflow_root_id, receives, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        %(state)s, 0, %(limit_name)s, %(workflow_id)s, %(workflow_root_id)s, %(receives)s, %(now)s, %(now)s
-    ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+        CASE WHEN %(waits)s THEN 'waiting' ELSE {_scheduled_or_pending("%(eta)s::timestamp")} END, 0,
+        %(limit_name)s, %(max_retries)s, %(time_limit)s, %(soft_time_limit)s,
+        %(workflow_id)s, %(workflow_root_id)s, %(receives)s, %(now)s, %(now)s
+    ) RETURNING {MESSAGE_COLUMNS}, state
 """
 
 INSERT_WORKFLOW = """
@@ -165,15 +187,17 @@ MARK_SENT = """
 """
 
 # A requeued task goes out under a new Celery id: workers discard messages whose id was revoked.
-# A workflow's step whose steps before it are not all done waits for them again.
-REQUEUE_TASK = """
+# A workflow's step whose steps before it are not all done waits for them again; one due later than
+# the horizon (see SCHEDULED_OR_PENDING) waits as scheduled.
+REQUEUE_TASK = f"""
     UPDATE celery_task
        SET uuid = %(uuid)s,
            state = CASE WHEN EXISTS (
                SELECT 1 FROM celery_task_link l JOIN celery_task p ON p.id = l.predecessor_id
-                WHERE l.successor_id = celery_task.id AND p.state <> 'done') THEN 'waiting' ELSE 'pending' END
+                WHERE l.successor_id = celery_task.id AND p.state <> 'done') THEN 'waiting'
+                    ELSE {SCHEDULED_OR_PENDING} END
      WHERE id = %(id)s
-    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+    RETURNING {MESSAGE_COLUMNS}, state
 """
 
 # The steps after a requeued one that were cancelled because it did not end done: waiting again.
@@ -261,7 +285,7 @@ LOCK_AND_CLAIM = """
          WHERE id = %(id)s AND uuid = %(uuid)s AND name = %(name)s
            AND state IN ('pending', 'retry', 'started') AND (SELECT locked FROM lock)
      RETURNING id, uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
-               call_repr, queue, attempts, workflow_id, receives,
+               call_repr, queue, attempts, max_retries, workflow_id, receives,
                (SELECT login FROM res_users WHERE res_users.id = celery_task.user_id) AS login
     )
     SELECT (SELECT locked FROM lock) AS locked, found.uuid AS found_uuid, found.name AS found_name,
@@ -300,10 +324,10 @@ UNFINISHED_PREDECESSOR = """
      LIMIT 1
 """
 
-RELEASE_STEP = """
-    UPDATE celery_task SET state = 'pending', write_date = (clock_timestamp() AT TIME ZONE 'UTC')
+RELEASE_STEP = f"""
+    UPDATE celery_task SET state = {SCHEDULED_OR_PENDING}, write_date = (clock_timestamp() AT TIME ZONE 'UTC')
      WHERE id = %(id)s AND state = 'waiting'
-    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+    RETURNING {MESSAGE_COLUMNS}, state
 """
 
 # What the statements that finish a task return: for a workflow's step, the waiting steps after it,
@@ -349,10 +373,13 @@ FINISH_TASK = (
     + RETURNING_WAITING_SUCCESSORS
 )
 
+# ``published``: the worker publishes its next attempt now, held by a worker until its eta. Otherwise
+# (a countdown beyond the horizon) it waits here, unsent, for the publisher of due tasks.
 RETRY_TASK = """
     UPDATE celery_task
        SET state = 'retry', eta = (now() AT TIME ZONE 'UTC') + make_interval(secs => %(countdown)s),
-           sent_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
+           sent_at = CASE WHEN %(published)s THEN (now() AT TIME ZONE 'UTC') END,
+           write_date = (now() AT TIME ZONE 'UTC'),
            exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
      WHERE id = %(id)s AND state = 'started' AND uuid = %(uuid)s AND attempts = %(attempts)s
 """
@@ -463,7 +490,7 @@ DEFER_TASK = """
 # Under the gate: as many deferred tasks of the limit as it has room for, oldest first, back to
 # pending. Its room: the slots free now (each tried and let go at once: a slot a dead worker held
 # is free, though its task still says started), less the tasks of the limit about to claim one.
-HAND_OFF = """
+HAND_OFF = f"""
     WITH size AS MATERIALIZED (
         SELECT COALESCE((SELECT size FROM celery_task_limit WHERE name = %(limit)s), %(size)s) AS n
     ),
@@ -485,7 +512,7 @@ HAND_OFF = """
     )
     UPDATE celery_task SET state = 'pending', write_date = (now() AT TIME ZONE 'UTC')
      WHERE id IN (SELECT id FROM handed)
-    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+    RETURNING {MESSAGE_COLUMNS}
 """
 
 # The relay's net: limits whose deferred tasks waited a while (their hand-off may have been lost
@@ -503,14 +530,14 @@ EXPIRE_TASKS = """
        SET state = 'cancelled', done_at = (now() AT TIME ZONE 'UTC'), exc_type = 'expired',
            exc_message = 'the task expired before a worker ran it', open_key = NULL
      WHERE done_at IS NULL AND expires_at IS NOT NULL AND expires_at < (now() AT TIME ZONE 'UTC')
-       AND state IN ('pending', 'retry', 'deferred')
+       AND state IN ('scheduled', 'pending', 'retry', 'deferred')
  RETURNING id
 """
 
 # Never sent a while after its commit (or its release, or its requeue: write_date), a retry past its
 # eta, or started long ago (its worker may have died: the relay checks the lock).
-STRANDED_TASKS = """
-    SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+STRANDED_TASKS = f"""
+    SELECT {MESSAGE_COLUMNS}, state
       FROM celery_task
      WHERE done_at IS NULL
        AND queue = ANY(%(queues)s)
@@ -529,8 +556,8 @@ UNSTARTED_QUEUES = """
        AND sent_at < %(cutoff)s AND (eta IS NULL OR eta < %(cutoff)s)
 """
 
-LOST_TASKS = """
-    SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+LOST_TASKS = f"""
+    SELECT {MESSAGE_COLUMNS}, state
       FROM celery_task
      WHERE done_at IS NULL AND state = 'pending' AND queue = ANY(%(queues)s)
        AND sent_at < %(cutoff)s AND (eta IS NULL OR eta < %(cutoff)s)
@@ -549,6 +576,25 @@ MARK_RESENT = """
 """
 
 TRY_LOCK = "SELECT pg_try_advisory_lock(%(lock_class)s, %(id)s) AS free"
+
+# -- worker's main process: the publisher of due tasks (see worker/scheduler.py) ---------------
+
+# Scheduled tasks, and retries left unsent, whose eta has come, of the queues the leader relays: made
+# pending in the leader's transaction, published once it committed (the relay publishes them if that
+# publish never happens). Read through the partial index on eta: only tasks with an eta have an entry.
+DUE_TASKS = f"""
+    WITH due AS (
+        SELECT id FROM celery_task
+         WHERE done_at IS NULL AND eta IS NOT NULL AND eta <= (now() AT TIME ZONE 'UTC')
+           AND (state = 'scheduled' OR (state = 'retry' AND sent_at IS NULL)) AND queue = ANY(%(queues)s)
+         ORDER BY eta
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE celery_task SET state = 'pending', write_date = (now() AT TIME ZONE 'UTC')
+     WHERE id IN (SELECT id FROM due)
+    RETURNING {MESSAGE_COLUMNS}
+"""
 
 # -- worker's main process: who leads the background work (see worker/leadership.py) ------------
 
@@ -574,10 +620,12 @@ class TaskMessage:
     eta: datetime.datetime | None = None
     expires_at: datetime.datetime | None = None
     priority: int | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
 
     @classmethod
     def from_row(cls, dbname, row):
-        """The message of a ``celery_task`` row (a dict with the columns INSERT_TASK returns)."""
+        """The message of a ``celery_task`` row (a dict with the MESSAGE_COLUMNS)."""
         return cls(
             task_name=row["name"],
             task_uuid=row["uuid"],
@@ -588,6 +636,8 @@ class TaskMessage:
             eta=row.get("eta"),
             expires_at=row.get("expires_at"),
             priority=row.get("priority"),
+            time_limit=row.get("time_limit"),
+            soft_time_limit=row.get("soft_time_limit"),
         )
 
     @property

@@ -1,4 +1,5 @@
 from . import (
+    base,
     celery_periodic_task,
     celery_task,
     celery_task_duration,

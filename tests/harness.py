@@ -4,6 +4,7 @@ import ast
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -477,6 +478,20 @@ class Beat(Worker):
             return "maxinterval ->" in self.log()
 
         wait_for(started, timeout, interval=0.2, what="beat to start")
+
+
+def redis_queue(client, queue):
+    """The messages waiting in ``queue`` on Redis, decoded: kombu keeps each priority step in a list of its own."""
+    from kombu.transport.redis import PRIORITY_STEPS
+
+    names = [queue] + [f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS if step]
+    return [json.loads(message) for name in names for message in client.lrange(name, 0, -1)]
+
+
+def delete_redis_queue(client, queue):
+    from kombu.transport.redis import PRIORITY_STEPS
+
+    client.delete(queue, *(f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS if step))
 
 
 def free_port():

@@ -10,6 +10,7 @@ The thread stands for its role's election (worker/leadership.py) and, while it l
 
 - every ``celery_relay_interval`` s: the relay for every database served (worker/relay.py), and takes
   the server-wide duties no other leader holds: the housekeeping of its databases and the scan;
+- every ``celery_schedule_interval`` s: publishes the scheduled tasks that fell due (worker/scheduler.py);
 - every ``celery_live_interval`` s: tells the others which databases it has news of, and, as the
   housekeeper, sends the web clients one live update per database with news (worker/live.py);
 - every ``celery_notice_interval`` s, as the housekeeper: the notices;
@@ -34,7 +35,7 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 
 from .. import config, databases
-from . import database_queues, leadership, live, relay
+from . import database_queues, leadership, live, relay, scheduler
 from .listener import Listener
 
 _logger = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ class _Rounds:
             (self.live_round, config.addon_option("live_interval")),
             (self.notice_round, config.addon_option("notice_interval")),
             (self.relay_round, config.addon_option("relay_interval")),
+            (self.schedule_round, config.addon_option("schedule_interval")),
             (self.scan_round, config.addon_option("database_scan_interval")),
         ):
             if interval > 0 and now >= self.due[job.__name__]:
@@ -248,6 +250,18 @@ class _Rounds:
             except Exception as exc:
                 if not databases.forget_if_uninstalled(dbname, exc):
                     _logger.warning("celery_task relay failed for %s", dbname, exc_info=True)
+
+    def schedule_round(self):
+        """As the leader: publish the scheduled tasks of its queues that fell due, in every database served."""
+        if not self.elections.leading:
+            return
+        _, queues, _ = self.observed
+        for dbname in databases.known():
+            try:
+                scheduler.publish_due(dbname, queues)
+            except Exception as exc:
+                if not databases.forget_if_uninstalled(dbname, exc):
+                    _logger.warning("celery_task: publishing due tasks failed for %s", dbname, exc_info=True)
 
     def scan_round(self):
         """As the scanner: look at the server's databases; tell every worker when they changed, and once at first."""

@@ -60,11 +60,16 @@ def no_longer_ours(connection, claim):
     )
 
 
-def record_outcome(registry, claim, state, result=None, exc=None, countdown=0):
+def record_outcome(registry, claim, state, result=None, exc=None, countdown=0, published=True):
     """Write a final (or retry) state of the ``claim``ed task from a fresh transaction, after the method's
-    was rolled back; nothing when the task is no longer this claim's. Returns whether it was written."""
+    was rolled back; nothing when the task is no longer this claim's. Returns whether it was written.
+
+    A retry ``published`` by the worker now waits on the broker until its eta; otherwise it waits here,
+    unsent, for the publisher of due tasks (worker/scheduler.py).
+    """
     record_id = claim["id"]
-    values = {**outcome_values(record_id, state, result=result, exc=exc, claim=claim), "countdown": countdown}
+    values = outcome_values(record_id, state, result=result, exc=exc, claim=claim)
+    values.update(countdown=countdown, published=published)
 
     def write():
         lock_connection = connections.lock_connection(registry.db_name)

@@ -13,7 +13,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from odoo import api
 from odoo.modules.registry import Registry
 
-from .. import compat, databases, serialization, task_record, task_specs
+from .. import compat, config, databases, serialization, task_record, task_specs
 from ..exceptions import (
     BadArguments,
     InactiveUser,
@@ -89,9 +89,15 @@ def execute(registry, task, spec, row):
     except Exception as exc:
         if _wants_retry(spec, exc, row):
             countdown = spec.retry_backoff * (2 ** (row["attempts"] - 1))
-            if not outcome.record_outcome(registry, row, task_record.RETRY, exc=exc, countdown=countdown):
+            published = countdown <= config.schedule_horizon()  # else it waits in PostgreSQL until due
+            if not outcome.record_outcome(
+                registry, row, task_record.RETRY, exc=exc, countdown=countdown, published=published
+            ):
                 raise Ignore() from exc
-            raise task.retry(exc=exc, countdown=countdown, max_retries=spec.max_retries) from exc
+            if not published:
+                _logger.info("%s[%s] retries in %.0f s, published when due", task.name, row["uuid"], countdown)
+                raise Ignore() from exc
+            raise task.retry(exc=exc, countdown=countdown, max_retries=_retry_limit(spec, row)) from exc
         outcome.record_outcome(registry, row, task_record.FAILED, exc=exc)
         _logger.error("%s[%s] failed: %s: %s", task.name, row["uuid"], type(exc).__name__, exc)
         raise
@@ -100,9 +106,14 @@ def execute(registry, task, spec, row):
     return json.loads(result) if result is not None else None
 
 
+def _retry_limit(spec, row):
+    """The call's own max_retries, else its decorator's."""
+    return spec.max_retries if row["max_retries"] is None else row["max_retries"]
+
+
 def _wants_retry(spec, exc, row):
     retryable = isinstance(exc, RetryableError) or (spec.retry_for and isinstance(exc, spec.retry_for))
-    return retryable and row["attempts"] <= spec.max_retries
+    return retryable and row["attempts"] <= _retry_limit(spec, row)
 
 
 def _run_once(origin, target, task, spec, row):
