@@ -63,6 +63,7 @@ def odoo_stack(tmp_path_factory):
         celery_relay_interval="1",
         celery_relay_delay="3",
         celery_concurrency_backoff="0.05",
+        celery_schedule_horizon="3",
     )
     parse_config(config_path)
     template = harness.create_database(config_path, databases[0], "celery_task_test", log_dir / "install.log")

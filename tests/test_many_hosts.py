@@ -126,7 +126,7 @@ def test_partitions_that_heal_lose_nothing_and_run_nothing_twice(hosts, pair, br
 def test_a_postgresql_cut_during_a_drain_freezes_no_main_process(hosts, pair, broker, record_property):
     config_path = hosts.config(f"pgcut-{broker}.conf", **FAST)
     app, queue, (_, host_b) = pair(broker, config_path)
-    item_ids = hosts.call(config_path, broker, queue, 800, "slow_bump", 0.05)
+    item_ids = hosts.call(config_path, broker, queue, 1200, "slow_bump", 0.1)
     hosts_module.wait(lambda: done_count(hosts, item_ids) >= 40, 60, what="the drain to start")
     hosts.network.cut("b", [hosts.cluster.port])
     longest, missed = ping_while(app, host_b, 20)  # longer than celery_host_timeout: its sessions are ended

@@ -48,6 +48,10 @@ class TestTaskUiTour(HttpCase):
                     "expires_at": None,
                     "call_repr": f"res.partner({partner.id},).tour_{state}()",
                     "limit_name": None,
+                    "max_retries": None,
+                    "time_limit": None,
+                    "soft_time_limit": None,
+                    "horizon": 60,
                     "now": now,
                 },
             )
