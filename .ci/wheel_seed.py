@@ -58,7 +58,7 @@ def write_config(folder, dbname, example_addons, queue):
                 f"addons_path = {','.join(addons_path)}",
                 f"data_dir = {folder / 'data'}",
                 f"db_name = {dbname}",
-                "without_demo = all",
+                "without_demo = True",
                 "log_level = warn",
                 "enable_celery_task = True",
                 f"celery_default_queue = {queue}",
