@@ -5,6 +5,7 @@
     "category": "Technical",
     "license": "LGPL-3",
     "author": "celery_task developers",
+    "images": ["static/description/dashboard.png", "static/description/tasks.png"],
     "depends": ["bus"],
     "external_dependencies": {"python": ["celery", "kombu", "redis"]},
     "data": [

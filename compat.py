@@ -1,7 +1,7 @@
 """What differs between the Odoo series this addon supports, and the Odoo internals it leans on: this module only.
 
 Supported: 17.0, 18.0, 19.0. A new series is one entry in :data:`SERIES` and whatever branch
-below it changes (see README: Supported Odoo series).
+below it changes (see docs/series.md).
 """
 
 import contextlib
