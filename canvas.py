@@ -20,8 +20,9 @@ import uuid
 
 from celery.result import GroupResult
 
-from . import celery_task, config, outbox, serialization, task_record, task_specs
+from . import config, outbox, serialization, task_record, task_specs
 from .app import celery_app
+from .celery_task import INLINE_CONTEXT_KEY, call_with_options, run_inline, trap_of_this_call
 
 #: Stands for the result a step will receive, to check the call fits before the result exists.
 _RESULT = object()
@@ -66,7 +67,7 @@ class Signature:
 
     def delay(self):
         """The step alone: the same as calling the method (with this signature's options)."""
-        return celery_task.call_with_options(self.records, self.spec, self.args, self.kwargs, self.options)
+        return call_with_options(self.records, self.spec, self.args, self.kwargs, self.options)
 
     def _plan(self, plan, after):
         if self.options.unique is not None:
@@ -76,7 +77,7 @@ class Signature:
 
     def _run_inline(self, received):
         args = self.args if received is _NOTHING or self.immutable else (received, *self.args)
-        return celery_task.run_inline(self.spec, self.records, args, self.kwargs)
+        return run_inline(self.spec, self.records, args, self.kwargs)
 
     def _signatures(self):
         yield self
@@ -116,11 +117,11 @@ class _Canvas:
         With async off (or ``celery_task_inline`` in the context), run it inline instead: the last step's result.
         """
         plan = _Plan(self)
-        trap = celery_task.trap_of_this_call()
+        trap = trap_of_this_call()
         if trap is not None:
             return trap.keep_workflow(self)
-        if plan.env.context.get(celery_task.INLINE_CONTEXT_KEY) or not config.async_enabled():
-            return run_inline(self)
+        if plan.env.context.get(INLINE_CONTEXT_KEY) or not config.async_enabled():
+            return run_workflow_inline(self)
         return plan.write()
 
     def _plan(self, plan, after):
@@ -261,7 +262,7 @@ class _NodeScope:
         self.plan.open.pop()
 
 
-def run_inline(workflow):
+def run_workflow_inline(workflow):
     """Every step of ``workflow`` inline, in turn: what its last step returns (a trap's run, testing.py)."""
     return workflow._run_inline(_NOTHING)
 

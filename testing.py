@@ -21,7 +21,8 @@ import contextlib
 import dataclasses
 import uuid
 
-from . import canvas, celery_task, task_specs
+from . import canvas, task_specs
+from .celery_task import run_inline, trapping
 
 
 @dataclasses.dataclass
@@ -41,7 +42,7 @@ class TrappedTask:
 
     def run(self):
         """The method, inline, in the caller's transaction; returns its result."""
-        return celery_task.run_inline(self.spec, self.records, self.args, self.kwargs)
+        return run_inline(self.spec, self.records, self.args, self.kwargs)
 
     def __repr__(self):
         call = task_specs.describe_call(self.records._name, self.records._ids, self.spec.method, self.args, self.kwargs)
@@ -58,7 +59,7 @@ class TrappedWorkflow:
 
     def run(self):
         """Every step inline, in turn, as async off runs it; returns what its last step returned."""
-        return canvas.run_inline(self.canvas)
+        return canvas.run_workflow_inline(self.canvas)
 
 
 class TaskTrap:
@@ -121,5 +122,5 @@ def _options(options):
 @contextlib.contextmanager
 def trap_tasks():
     """Keep every decorated call inside instead of writing it; yields the :class:`TaskTrap`."""
-    with celery_task.trapping(TaskTrap()) as trap:
+    with trapping(TaskTrap()) as trap:
         yield trap

@@ -131,6 +131,9 @@ class CeleryTask(models.Model):
     limit_name = fields.Char("Limit", readonly=True, help="The concurrency limit whose slots this task takes.")
     limit_size = fields.Integer("Limit Size", compute="_compute_limit_size")
     notice_pending = fields.Boolean(readonly=True, help="Its owner has not been told of its outcome yet.")
+    waits_in_database = fields.Boolean(
+        compute="_compute_waits_in_database", help="Scheduled, or a retry not sent yet: a manager may move its time."
+    )
     previous_task_ids = fields.Many2many("celery.task", string="Previous Steps", compute="_compute_steps")
     next_task_ids = fields.Many2many("celery.task", string="Next Steps", compute="_compute_steps")
     member_task_ids = fields.Many2many("celery.task", string="Members", compute="_compute_steps")
@@ -187,12 +190,14 @@ class CeleryTask(models.Model):
         return super().write(vals)
 
     def _check_reschedulable(self, eta):
-        """A new eta is for scheduled tasks only: the others are on the broker already, or done."""
-        published = self.filtered(lambda task: task.state != task_record.SCHEDULED)
+        """A new eta only for the tasks that wait in the database (scheduled, or a retry not sent yet): the
+        others are on the broker already, or finished."""
+        published = self.filtered(lambda task: not task.waits_in_database)
         if published:
             raise UserError(
                 _(
-                    "Only scheduled tasks, which wait in the database, can be given another time: %s",
+                    "Only tasks that wait in the database (scheduled, or a retry not sent yet) can be given "
+                    "another time: %s",
                     ", ".join(published.mapped("display_name")),
                 )
             )
@@ -204,6 +209,13 @@ class CeleryTask(models.Model):
         for task in self:
             end = task.done_at or (task.state == task_record.STARTED and fields.Datetime.now())
             task.duration = (end - task.started_at).total_seconds() if task.started_at and end else 0.0
+
+    @api.depends("state", "sent_at")
+    def _compute_waits_in_database(self):
+        for task in self:
+            task.waits_in_database = task.state == task_record.SCHEDULED or (
+                task.state == task_record.RETRY and not task.sent_at
+            )
 
     @api.depends("record_ids")
     def _compute_record_count(self):

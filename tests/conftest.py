@@ -1,6 +1,8 @@
 """Session-wide real parts: one Odoo 18 database (and a copy), a worker per broker."""
 
 import os
+import shutil
+import subprocess
 import warnings
 
 import pytest
@@ -66,7 +68,7 @@ def odoo_stack(tmp_path_factory):
         celery_schedule_horizon="3",
     )
     parse_config(config_path)
-    template = harness.create_database(config_path, databases[0], "celery_task_test", log_dir / "install.log")
+    template = harness.create_database(config_path, databases[0], harness.TEST_MODULES, log_dir / "install.log")
     harness.copy_database(template, databases[1])
     stack = harness.Stack(home, config_path, databases, log_dir)
     stack.template = template
@@ -131,3 +133,22 @@ def private_redis(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def database_copy(stack):
+    """A copy of the test database and its filestore, made while the suite's connections stay open."""
+    from odoo.tools import config
+
+    name = f"{stack.db}_copy"
+    harness.drop_database(name)
+    subprocess.run(["createdb", name], check=True, capture_output=True)
+    dump = subprocess.Popen(["pg_dump", "--no-owner", stack.db], stdout=subprocess.PIPE)
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", name], stdin=dump.stdout, check=True, capture_output=True)
+    assert dump.wait() == 0
+    filestore = config.filestore(stack.db)
+    if os.path.isdir(filestore):
+        shutil.copytree(filestore, config.filestore(name), dirs_exist_ok=True)
+    yield name
+    harness.drop_database(name)
+    shutil.rmtree(config.filestore(name), ignore_errors=True)

@@ -18,7 +18,9 @@ import urllib.parse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_ADDON = REPO / "tests" / "addons" / "celery_task_test"
+TEST_ADDONS = REPO / "tests" / "addons"
+#: What the tests' databases install: the test addon, and the addon converted from queue_job (docs/from-queue-job.md).
+TEST_MODULES = "celery_task_test,celery_task_from_queue_job"
 REDIS_URL = os.environ.get("CELERY_TASK_TEST_REDIS", "redis://127.0.0.1:6379")
 AMQP_URL = os.environ.get("CELERY_TASK_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 BROKERS = {"redis": f"{REDIS_URL}/14", "rabbitmq": AMQP_URL}
@@ -72,14 +74,15 @@ def wait_for(predicate, timeout, interval=0.1, what="condition"):
 
 
 class OdooHome:
-    """A folder with an addons path holding this checkout as ``celery_task`` and the test addon."""
+    """A folder with an addons path holding this checkout as ``celery_task`` and the tests' addons."""
 
     def __init__(self, odoo):
         self.root = Path(tempfile.mkdtemp(prefix="celery_task_test_"))
         addons = self.root / "addons"
         addons.mkdir()
         (addons / "celery_task").symlink_to(REPO)
-        (addons / "celery_task_test").symlink_to(TEST_ADDON)
+        for addon in TEST_ADDONS.iterdir():
+            (addons / addon.name).symlink_to(addon)
         source_root = odoo_source_root(odoo)
         paths = [source_root / "odoo" / "addons", source_root / "addons", addons]
         self.addons_path = ",".join(str(path) for path in paths if path.is_dir())
@@ -215,6 +218,32 @@ def drop_database(dbname):
 
     subprocess.run(["dropdb", "--if-exists", "--force", dbname], capture_output=True)
     shutil.rmtree(config.filestore(dbname), ignore_errors=True)
+
+
+def run_odoo_tests(stack, dbname, module, tags, log_path):
+    """Odoo's own test runner on ``dbname`` for ``module``'s tests matching ``tags``; its output in ``log_path``."""
+    with open(log_path, "w") as log:
+        return subprocess.run(
+            [
+                *stack.odoo_command(),
+                "-d",
+                dbname,
+                # Updating the addon limits the tests Odoo imports to its own: 19.0 imports those of
+                # every loaded module otherwise, and the test-sized trees lack some of them.
+                "-u",
+                module,
+                "--test-enable",
+                "--test-tags",
+                tags,
+                "--stop-after-init",
+                f"--http-port={free_port()}",
+                "--log-level=info",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=stack.home.root,
+            timeout=300,
+        )
 
 
 class Worker:

@@ -5,11 +5,8 @@ It runs on a throwaway copy of the test database, so nothing the runner does tou
 
 import importlib.util
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -25,55 +22,11 @@ def chromium():
     return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
 
-@pytest.fixture
-def database_copy(stack):
-    """A copy of the test database and its filestore, made while the suite's connections stay open."""
-    from odoo.tools import config
-
-    name = f"{stack.db}_ui"
-    harness.drop_database(name)
-    subprocess.run(["createdb", name], check=True, capture_output=True)
-    dump = subprocess.Popen(["pg_dump", "--no-owner", stack.db], stdout=subprocess.PIPE)
-    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", name], stdin=dump.stdout, check=True, capture_output=True)
-    assert dump.wait() == 0
-    filestore = config.filestore(stack.db)
-    if os.path.isdir(filestore):
-        shutil.copytree(filestore, config.filestore(name), dirs_exist_ok=True)
-    yield name
-    harness.drop_database(name)
-    shutil.rmtree(config.filestore(name), ignore_errors=True)
-
-
 def test_task_list_and_form_in_a_browser(stack, database_copy, record_property):
     assert importlib.util.find_spec("websocket"), "Odoo's browser tests need websocket-client (requirements-test.txt)"
     assert chromium(), "no Chromium: install Debian's chromium package (.ci/run does)"
     log_path = stack.log_dir / "ui-tour.log"
-    with open(log_path, "w") as log:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "odoo",
-                "-c",
-                str(stack.config_path),
-                "-d",
-                database_copy,
-                # Updating the addon limits the tests Odoo imports to its own: 19.0 imports those of
-                # every loaded module otherwise, and the test-sized trees lack some of them.
-                "-u",
-                "celery_task",
-                "--test-enable",
-                "--test-tags",
-                "/celery_task:TestTaskUiTour",
-                "--stop-after-init",
-                f"--http-port={harness.free_port()}",
-                "--log-level=info",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=stack.home.root,
-            timeout=300,
-        )
+    done = harness.run_odoo_tests(stack, database_copy, "celery_task", "/celery_task:TestTaskUiTour", log_path)
     output = log_path.read_text(errors="replace")
     tail = "\n".join(output.splitlines()[-60:])
     assert done.returncode == 0, tail
