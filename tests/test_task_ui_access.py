@@ -199,3 +199,18 @@ def test_vacuum_deletes_finished_tasks_older_than_the_retention(stack, redis, us
         env["ir.config_parameter"].set_param("celery_task.retention_days", "30")
         cron = env.ref("celery_task.ir_cron_vacuum_tasks")
         assert cron.active and (cron.interval_number, cron.interval_type) == (1, "days")
+
+
+def test_a_manager_moves_a_scheduled_task_by_rpc_a_plain_user_cannot(stack, redis, users):
+    from odoo.exceptions import AccessError
+
+    item_id = stack.new_item()
+    with stack.env(uid=users["plain"]) as env:
+        result = env["task.test.item"].browse(item_id).with_delay(countdown=3600).echo("moved")  # writes nothing
+    task_id = stack.task_id(result)
+    soon = (datetime.datetime.utcnow() + datetime.timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
+    with pytest.raises(AccessError):
+        rpc(stack, users["plain"], "celery.task", "write", [task_id], {"eta": soon})
+    rpc(stack, users["manager"], "celery.task", "write", [task_id], {"eta": soon})
+    row = stack.wait_row(result.id, timeout=30)
+    assert (row["state"], row["exc_message"]) == ("done", None), "run at its new time, not in an hour"
