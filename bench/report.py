@@ -99,6 +99,11 @@ def verdict(result, broker):
         ratios["limited_drain_cpu"] = paired(
             runs_of(limits["touch_limited"], "drain_cpu_ms"), runs_of(limits["touch"], "drain_cpu_ms")
         )
+    if "options" in result:
+        options = result["options"]
+        ratios["options_enqueue"] = paired(
+            runs_of(options["with_options"], "enqueue_ms"), runs_of(options["plain"], "enqueue_ms")
+        )
     if "backlog" in result:
         for name, runs in result["backlog"]["series"].items():
             if len(runs) > 1 and "drain_tps" in runs[0]:
@@ -329,6 +334,19 @@ def part_rows(result):
                 f"worker CPU/task {fmt(ratios['limited_drain_cpu'], 2)}x",
             )
         )
+    if "options" in result:
+        options = result["options"]
+        rows.append(
+            (
+                "options",
+                "enqueue ms/call: with_delay(priority=1) / plain",
+                versus(options["with_options"], options["plain"], "enqueue_ms", 3),
+                fmt(ratios["options_enqueue"], 2),
+                "",
+            )
+        )
+    if "scheduled" in result:
+        rows += scheduled_rows(result["scheduled"])
     if "exit" in result:
         for number, run in enumerate(result["exit"], 1):
             seconds = ", ".join(
@@ -403,6 +421,38 @@ def database_rows(part):
             ),
         ]
     return rows
+
+
+def scheduled_rows(part):
+    """The worker and its queue with nothing scheduled, then with calls scheduled a day ahead."""
+    none, scheduled = part["none"], part["scheduled_day_ahead"]
+    label = f"0 / {part['scheduled']} scheduled a day ahead"
+    main = [state["memory"]["main"]["pss_mib"] for state in (none, scheduled)]
+    pool = [pool_pss(state["memory"]) for state in (none, scheduled)]
+    return [
+        (
+            "scheduled",
+            f"{label}: worker PSS MiB, main / pool",
+            f"{main[0]:.1f} / {main[1]:.1f}",
+            "",
+            f"pool {pool[0]:.1f} / {pool[1]:.1f}",
+        ),
+        (
+            "scheduled",
+            f"{label}: messages in the worker's queue",
+            f"{none['queued_messages']} / {scheduled['queued_messages']}",
+            "",
+            "",
+        ),
+        ("scheduled", f"{label}: relay round", f"{cost(none['relay'])} / {cost(scheduled['relay'])}", "", ""),
+        (
+            "scheduled",
+            f"enqueue of {part['scheduled']} scheduled calls s",
+            f"{part['enqueue_s']:.1f}",
+            "",
+            str(part["states"]),
+        ),
+    ]
 
 
 def background_rows(part):

@@ -43,6 +43,8 @@ PARTS = (
     "exit",
     "databases",
     "background",
+    "options",
+    "scheduled",
 )
 PRESETS = {
     "full": {
@@ -58,6 +60,7 @@ PRESETS = {
         "background_workers": [1, 4, 16],
         "background_backlog": 50000,
         "relay_backlog": 200000,
+        "scheduled": 100000,
     },
     "quick": {
         "tasks": 300,
@@ -72,6 +75,7 @@ PRESETS = {
         "background_workers": [1, 2],
         "background_backlog": 2000,
         "relay_backlog": 5000,
+        "scheduled": 5000,
     },
 }
 WARMUP_TASKS = 50
@@ -150,6 +154,13 @@ def bench_broker(broker, ctx, preset, profiles, parts, first):
             result["workflows"] = features.chord_vs_plain(
                 ours, chord_ids, ids[preset["chord"]], markers, preset["runs"]
             )
+            ctx["save"]()
+        if "options" in parts:
+            feature_ids = ids[: preset["feature_tasks"]]
+            result["options"] = features.options_enqueue(ours, feature_ids, markers, preset["runs"], queues["sink"])
+            ctx["save"]()
+        if "scheduled" in parts:
+            result["scheduled"] = features.scheduled_at_rest(ours, ids, preset["scheduled"], markers)
             ctx["save"]()
         if "unique" in parts:
             feature_ids = ids[: preset["feature_tasks"]]
@@ -261,6 +272,7 @@ def parse_args(argv):
     parser.add_argument("--background-workers", type=sizes, help="counts of idle workers (default 1,4,16)")
     parser.add_argument("--background-backlog", type=int, help="tasks waiting while the idle workers are measured")
     parser.add_argument("--relay-backlog", type=int, help="tasks waiting for the background part's relay round")
+    parser.add_argument("--scheduled", type=int, help="calls scheduled a day ahead in the scheduled part (100000)")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="profile the first run of each side into DIR")
     args = parser.parse_args(argv)
     preset = dict(PRESETS["quick" if args.quick else "full"])
