@@ -17,6 +17,7 @@
         "views/celery_periodic_task_views.xml",
         "views/celery_workflow_views.xml",
         "views/celery_task_limit_views.xml",
+        "views/celery_queue_views.xml",
         "views/celery_dashboard_views.xml",
         "views/menus.xml",
     ],

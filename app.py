@@ -4,6 +4,8 @@ import contextlib
 import datetime
 import functools
 import logging
+import threading
+import time
 
 from celery import Celery, Task
 from celery.backends.base import DisabledBackend
@@ -74,6 +76,32 @@ def register_task(spec):
         soft_time_limit=spec.soft_time_limit,
         rate_limit=spec.rate_limit,
     )(run)
+
+
+_consumers = {"at": None, "found": {}}
+_consumers_lock = threading.Lock()
+
+
+def consumers(max_age=30.0):
+    """``{broker queue: (consumers, pool processes)}``, as the workers that answer within a second say;
+    asked again at most every ``max_age`` seconds (a broadcast that every worker answers)."""
+    with _consumers_lock:
+        if _consumers["at"] is not None and time.monotonic() - _consumers["at"] < max_age:
+            return _consumers["found"]
+        inspect = celery_app.control.inspect(timeout=1.0)
+        try:
+            queues, stats = inspect.active_queues() or {}, inspect.stats() or {}
+        except Exception as exc:  # noqa: BLE001 - a broker down: nobody answers
+            _logger.warning("celery_task: could not ask the workers what they consume: %s", exc)
+            queues, stats = {}, {}
+        found = {}
+        for worker, consumed in queues.items():
+            processes = (stats.get(worker) or {}).get("pool", {}).get("max-concurrency", 0)
+            for queue in consumed:
+                count, concurrency = found.get(queue["name"], (0, 0))
+                found[queue["name"]] = (count + 1, concurrency + processes)
+        _consumers.update(at=time.monotonic(), found=found)
+        return found
 
 
 def broker_queue(queue, dbname):

@@ -61,6 +61,12 @@ def notify_bus(cr, channels):
     cr.execute(notify, [_bus_json(list(channels))])
 
 
+def notify_postgres(channel, payload):
+    """NOTIFY ``channel`` in BUS_DATABASE, where workers listen (worker/listener.py), through Odoo's pool."""
+    with sql_db.db_connect(BUS_DATABASE).cursor() as cr:
+        cr.execute("SELECT pg_notify(%s, %s)", [channel, payload])
+
+
 def _bus_json(value):
     return json.dumps(value, separators=(",", ":"))
 

@@ -33,10 +33,12 @@ ADDON_OPTIONS = {
     "host_timeout": 20.0,
     "schedule_horizon": 60.0,
     "schedule_interval": 1.0,
+    "metrics_address": "0.0.0.0",
+    "metrics_cache_seconds": 5.0,
 }
 
 # Options whose default is None: read as they are, not converted to the default's type.
-OPTIONAL_ADDON_OPTIONS = {"database_queues": None}
+OPTIONAL_ADDON_OPTIONS = {"database_queues": None, "metrics_port": None}
 
 DEFAULTS = {
     "broker_url": "redis://127.0.0.1:6379/0",

@@ -115,9 +115,8 @@ def _insert(statement, spec, records, args, kwargs, options, extra, log=True):
     env = records.env
     cr = env.cr
     payload = _payload(spec, args, kwargs)
-    exact = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    now = exact.replace(microsecond=0)
-    eta, expires_at = _schedule(spec, options, exact)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)  # to the microsecond: see _schedule
+    eta, expires_at = _schedule(spec, options, now)
     task_uuid = str(uuid.uuid4())
     cr.execute(
         statement,

@@ -276,7 +276,11 @@ LOCK_AND_CLAIM = """
                -- the previous task's lock, kept until now; re-entrant, so the order is free
                (SELECT pg_advisory_unlock(%(lock_class)s, %(release)s) WHERE %(release)s IS NOT NULL) AS released
     ),
-    found AS (SELECT uuid, name, state FROM celery_task WHERE id = %(id)s),
+    found AS (
+        SELECT t.uuid, t.name, t.state,
+               COALESCE((SELECT q.paused FROM celery_queue q WHERE q.name = t.queue), false) AS paused
+          FROM celery_task t WHERE t.id = %(id)s
+    ),
     claimed AS (
         UPDATE celery_task
            SET state = 'started', attempts = attempts + 1, started_at = (now() AT TIME ZONE 'UTC'),
@@ -284,12 +288,14 @@ LOCK_AND_CLAIM = """
                write_date = (now() AT TIME ZONE 'UTC'), open_key = CASE WHEN unique_running THEN open_key END
          WHERE id = %(id)s AND uuid = %(uuid)s AND name = %(name)s
            AND state IN ('pending', 'retry', 'started') AND (SELECT locked FROM lock)
+           AND NOT (SELECT paused FROM found)
      RETURNING id, uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
                call_repr, queue, attempts, max_retries, workflow_id, receives,
+               GREATEST(create_date, COALESCE(eta, create_date)) AS due_at,
                (SELECT login FROM res_users WHERE res_users.id = celery_task.user_id) AS login
     )
     SELECT (SELECT locked FROM lock) AS locked, found.uuid AS found_uuid, found.name AS found_name,
-           found.state AS found_state, claimed.*,
+           found.state AS found_state, found.paused AS queue_paused, claimed.*,
            (SELECT active FROM res_users WHERE res_users.id = claimed.user_id) AS user_active,
            (now() AT TIME ZONE 'UTC') AS start_now, {existing_ids} AS existing_ids, {signaling}
       FROM (SELECT 1) AS one LEFT JOIN found ON true LEFT JOIN claimed ON true
@@ -576,6 +582,89 @@ MARK_RESENT = """
 """
 
 TRY_LOCK = "SELECT pg_try_advisory_lock(%(lock_class)s, %(id)s) AS free"
+
+# -- metrics (see metrics.py) -----------------------------------------------------------------
+
+# What Prometheus reads of one database, in one statement: unfinished tasks by queue and state; the
+# oldest runnable waiting task of each queue (pending, deferred, a retry: since it became due); the
+# failures of the last hour; the started tasks holding a slot of each limit; the workers that ran a
+# task in the last five minutes. Unfinished tasks through the partial index on done_at, finished
+# ones through the one on done_at IS NOT NULL: a million finished rows are not read.
+METRICS = """
+    WITH unfinished AS MATERIALIZED (
+        SELECT queue, state, limit_name, worker_host, GREATEST(create_date, COALESCE(eta, create_date)) AS due
+          FROM celery_task WHERE done_at IS NULL
+    ), now_utc AS (SELECT (now() AT TIME ZONE 'UTC') AS at)
+    SELECT 'tasks' AS kind, queue AS label, state AS detail, count(*)::float AS value
+      FROM unfinished GROUP BY queue, state
+    UNION ALL
+    SELECT 'oldest_waiting', queue, NULL, extract(epoch FROM (SELECT at FROM now_utc) - min(due))::float
+      FROM unfinished WHERE state IN ('pending', 'deferred', 'retry') AND due <= (SELECT at FROM now_utc)
+     GROUP BY queue
+    UNION ALL
+    SELECT 'failed_last_hour', queue, NULL, count(*)::float FROM celery_task
+     WHERE done_at IS NOT NULL AND done_at > (SELECT at FROM now_utc) - interval '1 hour' AND state = 'failed'
+     GROUP BY queue
+    UNION ALL
+    SELECT 'slots_used', limit_name, NULL, count(*)::float
+      FROM unfinished WHERE state = 'started' AND limit_name IS NOT NULL GROUP BY limit_name
+    UNION ALL
+    SELECT 'limit_size', name, NULL, size::float FROM celery_task_limit
+    UNION ALL
+    SELECT 'workers_seen', NULL, NULL, count(DISTINCT worker_host)::float FROM (
+        SELECT worker_host FROM unfinished WHERE state = 'started'
+        UNION ALL
+        SELECT worker_host FROM celery_task
+         WHERE done_at IS NOT NULL AND done_at > (SELECT at FROM now_utc) - interval '5 minutes'
+    ) AS seen
+    UNION ALL
+    SELECT 'paused', name, NULL, 1.0 FROM celery_queue WHERE paused
+"""
+
+# -- queues (see models/celery_queue.py) ------------------------------------------------------
+
+# Each queue's waiting (runnable: pending, deferred, due retries), running and scheduled tasks, and
+# the oldest waiting one's due time.
+QUEUES_LOAD = """
+    SELECT queue,
+           count(*) FILTER (WHERE state IN ('pending', 'deferred', 'retry') AND due <= now_utc),
+           count(*) FILTER (WHERE state = 'started'),
+           count(*) FILTER (WHERE state = 'scheduled'),
+           min(due) FILTER (WHERE state IN ('pending', 'deferred', 'retry') AND due <= now_utc)
+      FROM (SELECT queue, state, GREATEST(create_date, COALESCE(eta, create_date)) AS due,
+                   (now() AT TIME ZONE 'UTC') AS now_utc
+              FROM celery_task WHERE done_at IS NULL AND queue = ANY(%(names)s)) AS unfinished
+     GROUP BY queue
+"""
+
+# A record for every queue with unfinished tasks, and for the default queue, that has none yet.
+RECORD_QUEUES = """
+    INSERT INTO celery_queue (name, paused, create_date, write_date)
+    SELECT name, false, %(now)s, %(now)s
+      FROM (SELECT queue AS name FROM celery_task WHERE done_at IS NULL UNION SELECT %(default)s) AS found
+    ON CONFLICT (name) DO NOTHING
+"""
+
+# The paused queues of a database (workers read them when they start, and when told of a change).
+PAUSED_QUEUES = "SELECT name FROM celery_queue WHERE paused"
+
+#: Where workers hear that a database's queues were paused or resumed (a NOTIFY in postgres, the
+#: database's name as payload).
+QUEUES_CHANNEL = "celery_task_queues"
+
+# At a resume: the tasks that waited unsent while their queue was paused, published once it commits.
+RESUME_QUEUES = f"""
+    UPDATE celery_task SET write_date = (now() AT TIME ZONE 'UTC')
+     WHERE done_at IS NULL AND state = 'pending' AND sent_at IS NULL AND queue = ANY(%(names)s)
+    RETURNING {MESSAGE_COLUMNS}
+"""
+
+# A claimed message of a paused queue: the task goes back to wait unsent, unrun (the relay and the
+# publisher of due tasks leave paused queues alone; a resume publishes it).
+PUT_BACK_PAUSED = """
+    UPDATE celery_task SET sent_at = NULL, write_date = (now() AT TIME ZONE 'UTC')
+     WHERE id = %(id)s AND state IN ('pending', 'retry')
+"""
 
 # -- worker's main process: the publisher of due tasks (see worker/scheduler.py) ---------------
 

@@ -220,6 +220,13 @@ def drop_database(dbname):
     shutil.rmtree(config.filestore(dbname), ignore_errors=True)
 
 
+def rpc(dbname, uid, password, model, method, *args, **kwargs):
+    """An XML-RPC/JSON-RPC ``execute_kw`` call, dispatched the way Odoo's RPC controllers do."""
+    from odoo.service import model as rpc_model
+
+    return rpc_model.dispatch("execute_kw", [dbname, uid, password, model, method, list(args), kwargs])
+
+
 def run_odoo_tests(stack, dbname, module, tags, log_path):
     """Odoo's own test runner on ``dbname`` for ``module``'s tests matching ``tags``; its output in ``log_path``."""
     with open(log_path, "w") as log:

@@ -23,11 +23,7 @@ def users(stack):
 
 
 def rpc(stack, uid, model, method, *args, **kwargs):
-    """An XML-RPC/JSON-RPC ``execute_kw`` call, dispatched the way Odoo's RPC controllers do."""
-    from odoo.service import model as rpc_model
-
-    password = PASSWORDS.get(uid, PASSWORD)
-    return rpc_model.dispatch("execute_kw", [stack.db, uid, password, model, method, list(args), kwargs])
+    return harness.rpc(stack.db, uid, PASSWORDS.get(uid, PASSWORD), model, method, *args, **kwargs)
 
 
 def test_managers_see_every_task_plain_users_only_their_own(stack, users):

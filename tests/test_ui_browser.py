@@ -1,4 +1,5 @@
-"""Odoo's own test runner plays the UI tour (tests/test_ui_tour.py) in headless Chromium.
+"""Odoo's own test runner plays the UI tours (tests/test_ui_tour.py) in headless Chromium, and tests the
+metrics route (tests/test_metrics_route.py) over HTTP.
 
 It runs on a throwaway copy of the test database, so nothing the runner does touches the suite's.
 """
@@ -26,11 +27,12 @@ def test_task_list_and_form_in_a_browser(stack, database_copy, record_property):
     assert importlib.util.find_spec("websocket"), "Odoo's browser tests need websocket-client (requirements-test.txt)"
     assert chromium(), "no Chromium: install Debian's chromium package (.ci/run does)"
     log_path = stack.log_dir / "ui-tour.log"
-    done = harness.run_odoo_tests(stack, database_copy, "celery_task", "/celery_task:TestTaskUiTour", log_path)
+    tags = "/celery_task:TestTaskUiTour,/celery_task:TestMetricsRoute"
+    done = harness.run_odoo_tests(stack, database_copy, "celery_task", tags, log_path)
     output = log_path.read_text(errors="replace")
     tail = "\n".join(output.splitlines()[-60:])
     assert done.returncode == 0, tail
-    assert SUMMARY.search(output) and SUMMARY.search(output).groups() == ("0", "0", "3"), tail
+    assert SUMMARY.search(output) and SUMMARY.search(output).groups() == ("0", "0", "6"), tail
     from odoo.addons.celery_task.compat import TOUR_SUCCEEDED
 
     assert output.count(TOUR_SUCCEEDED) >= 3, tail

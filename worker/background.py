@@ -19,7 +19,10 @@ The thread stands for its role's election (worker/leadership.py) and, while it l
 
 The event loop and the thread share only memory: the loop hands over what it knows (the queues it
 consumes, the databases of its running tasks) and jobs of its own (a failure to record), and takes
-back the databases to serve, to consume their queues (worker/database_queues.py).
+back the databases to serve and the queues paused, to consume those and not these
+(worker/database_queues.py). Every worker hears at once of a pause or a resume made in Odoo (a
+NOTIFY in postgres, models/celery_queue.py): the relay and the publisher of due tasks leave a
+paused queue alone.
 """
 
 import collections
@@ -34,8 +37,9 @@ import psycopg2
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from .. import config, databases
-from . import database_queues, leadership, live, relay, scheduler
+from .. import app, config, databases, task_record
+from . import database_queues, leadership, live, metrics, relay, scheduler
+from .connections import main_process_cursor
 from .listener import Listener
 
 _logger = logging.getLogger(__name__)
@@ -53,7 +57,7 @@ class Background:
         self._lock = threading.Lock()
         self._jobs = collections.deque()
         self._observed = None  # (broker url, queues, databases of running tasks), from the loop
-        self._served = None  # the databases to serve, for the loop; None: nothing new
+        self._consumption = None  # (databases to serve, broker queues paused), for the loop; None: nothing new
         self._thread = None
         self._stopping = threading.Event()
         self._wake_read, self._wake_write = os.pipe()
@@ -85,11 +89,12 @@ class Background:
         with self._lock:
             self._observed = (broker_url, tuple(sorted(queues)), frozenset(running))
 
-    def take_served(self):
-        """For the event loop: the databases to serve, when they changed since the last call; else None."""
+    def take_consumption(self):
+        """For the event loop: ``(databases to serve, broker queues paused)`` when they changed since the last
+        call; else None."""
         with self._lock:
-            served, self._served = self._served, None
-        return served
+            consumption, self._consumption = self._consumption, None
+        return consumption
 
     def _wake(self):
         with contextlib.suppress(BlockingIOError):
@@ -104,7 +109,8 @@ class _Rounds:
         self.listener = Listener()
         self.elections = leadership.Elections()
         self.observed = None
-        self.served = None  # the databases served, as last handed to the loop
+        self.consumption = None  # (databases served, broker queues paused), as last handed to the loop
+        self.paused = {}  # database -> the names of its paused queues
         self.news = set()  # databases other workers (and this one) told news of, for the housekeeper
         self.notice_databases = set()
         self.due = collections.defaultdict(float)
@@ -156,7 +162,7 @@ class _Rounds:
             if interval > 0 and now >= self.due[job.__name__]:
                 self.due[job.__name__] = now + interval
                 self._guarded(job.__name__.replace("_", " "), job)
-        self._hand_served()
+        self._hand_consumption()
 
     def sleep(self):
         now = time.monotonic()
@@ -183,6 +189,7 @@ class _Rounds:
         """The listener's session, (re)opened when it has none: what was said meanwhile is looked at again."""
         if self.listener.usable or time.monotonic() < self.listener_retry_at:
             return
+        self.listener.channels.add(task_record.QUEUES_CHANNEL)
         if databases.discovering():
             self.listener.channels.add(DATABASES_CHANNEL)
         try:
@@ -192,23 +199,48 @@ class _Rounds:
             _logger.warning("celery_task: cannot reach PostgreSQL for the background work (%s); trying again", exc)
             return
         self._look_at_databases()
+        self.paused.clear()  # read again: a pause may have been told while nobody listened
 
     def _hear(self):
         heard = self.listener.heard()
         self.news |= heard.get(live.NEWS_CHANNEL, set())
         if DATABASES_CHANNEL in heard:
             self._look_at_databases()
+        for dbname in heard.get(task_record.QUEUES_CHANNEL, ()):
+            self.paused.pop(dbname, None)
 
     def _look_at_databases(self):
         if databases.discovering():
             self._guarded("looking at the databases", lambda: databases.served(refresh=True))
 
-    def _hand_served(self):
+    def _paused(self, dbname):
+        """The paused queues of ``dbname``, read when it is served anew or a change of them was told."""
+        if dbname not in self.paused:
+            with main_process_cursor(dbname) as cr:
+                cr.execute(task_record.PAUSED_QUEUES)
+                self.paused[dbname] = frozenset(row["name"] for row in cr.fetchall())
+        return self.paused[dbname]
+
+    def _unpaused(self, dbname, queues):
+        return [queue for queue in queues if queue not in self._paused(dbname)]
+
+    def _hand_consumption(self):
+        """What the loop consumes: the databases served; the broker queues of paused queues, when a worker can
+        stop one for its database alone (its own queue per database, or one database served)."""
         served = databases.known()
-        if served != self.served:
-            self.served = served
+        paused = set()
+        for dbname in served:
+            with contextlib.suppress(Exception):  # unread now: the claim keeps a paused queue's tasks from running
+                paused |= {(dbname, queue) for queue in self._paused(dbname)}
+        if config.database_queues():
+            stopped = {app.broker_queue(queue, dbname) for dbname, queue in paused}
+        else:
+            stopped = {queue for _, queue in paused} if len(served) == 1 else set()
+        consumption = (served, frozenset(stopped))
+        if consumption != self.consumption:
+            self.consumption = consumption
             with self.background._lock:
-                self.background._served = list(served)
+                self.background._consumption = (list(served), set(stopped))
 
     def live_round(self):
         _, _, running = self.observed
@@ -246,7 +278,7 @@ class _Rounds:
         _, queues, _ = self.observed
         for dbname in databases.known():
             try:
-                relay.relay_round(dbname, queues)
+                relay.relay_round(dbname, self._unpaused(dbname, queues))
             except Exception as exc:
                 if not databases.forget_if_uninstalled(dbname, exc):
                     _logger.warning("celery_task relay failed for %s", dbname, exc_info=True)
@@ -258,7 +290,7 @@ class _Rounds:
         _, queues, _ = self.observed
         for dbname in databases.known():
             try:
-                scheduler.publish_due(dbname, queues)
+                scheduler.publish_due(dbname, self._unpaused(dbname, queues))
             except Exception as exc:
                 if not databases.forget_if_uninstalled(dbname, exc):
                     _logger.warning("celery_task: publishing due tasks failed for %s", dbname, exc_info=True)
@@ -302,6 +334,7 @@ class BackgroundWork(bootsteps.StartStopStep):
 
     def start(self, consumer):
         background.start()
+        metrics.serve_once()
         self.queues.start(consumer)
         self.exchange(consumer)
         self.tref = consumer.timer.call_repeatedly(EXCHANGE_SECONDS, self.exchange, (consumer,), priority=10)
@@ -312,9 +345,9 @@ class BackgroundWork(bootsteps.StartStopStep):
             return
         names = {queue.name for queue in task_consumer.queues}
         background.observe(consumer.app.conf.broker_url, self.queues.base(names), running_databases())
-        served = background.take_served()
-        if served is not None:
-            self.queues.follow(consumer, served)
+        consumption = background.take_consumption()
+        if consumption is not None:
+            self.queues.follow(consumer, *consumption)
 
     def stop(self, consumer):
         if self.tref is not None:

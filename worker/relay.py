@@ -17,7 +17,7 @@ import datetime
 import logging
 
 from .. import app, compat, config, databases, task_record, task_specs
-from . import limits, workflow
+from . import limits, metrics, workflow
 from .connections import main_process_cursor
 
 _logger = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ def resend_lost(cr, dbname, queues, resend_after):
     _lost_last_round[dbname] = {row["id"] for row in rows} - set(published)
     if published:
         cr.execute(task_record.MARK_RESENT, {"ids": published})
+        metrics.REPUBLISHED.labels("lost").inc(len(published))
         _logger.warning(
             "celery_task relay: %d task(s) of %s were sent over %ss ago and never started, and their queue "
             "was empty in two rounds in a row: their message was lost; published again: %s",
@@ -108,6 +109,7 @@ def relay_database(cr, dbname, queues, delay):
     published = [message.record_id for message in app.publish_all(stranded)]
     if published:
         cr.execute(task_record.MARK_RESENT, {"ids": published})
+        metrics.REPUBLISHED.labels("stranded").inc(len(published))
         _logger.info("celery_task relay: published %d stranded task(s) of %s again", len(published), dbname)
     return len(published)
 
@@ -123,6 +125,7 @@ def hand_off_deferred(cr, dbname, queues, delay):
         with contextlib.closing(compat.open_autocommit(dbname)) as connection:
             handed += limits.hand_off(connection, name, size, dbname)
     if handed:
+        metrics.REPUBLISHED.labels("handoff").inc(handed)
         _logger.info("celery_task relay: %d deferred task(s) of %s published for a free slot", handed, dbname)
     return handed
 

@@ -24,7 +24,7 @@ from ..exceptions import (
     UnknownTask,
     UnservedDatabase,
 )
-from . import claim, connections, outcome, retries, workflow
+from . import claim, connections, metrics, outcome, retries, workflow
 
 _logger = logging.getLogger(__name__)
 
@@ -35,12 +35,16 @@ def run(task, spec):
     try:
         registry = served_registry(dbname, record_id)
     except Reject as rejection:
+        metrics.REJECTED.labels("unserved_database").inc()
         outcome.record_failure_outside_task(dbname, record_id, rejection.reason, task_uuid=task.request.id)
         raise
     with claim.claimed(registry, task, spec, record_id) as row:
         if row is None:
             raise Ignore()
-        return execute(registry, task, spec, row)
+        metrics.STARTED.labels(task.name).inc()
+        metrics.START_DELAY.labels(task.name).observe(max(0.0, (row["start_now"] - row["due_at"]).total_seconds()))
+        with metrics.RUNTIME.labels(task.name).time():
+            return execute(registry, task, spec, row)
 
 
 def checked_target(task):
@@ -51,6 +55,7 @@ def checked_target(task):
             raise MalformedMessage(f"expected a task id string, got {request.id!r:.80}")
         return task_record.message_target(request.args, request.kwargs)
     except MalformedMessage as exc:
+        metrics.REJECTED.labels("malformed").inc()
         error = MalformedMessage(f"{task.name}[{request.id}]: {exc}; message rejected, nothing ran")
         _logger.error("%s", error)
         raise Reject(error, requeue=False) from None
@@ -94,15 +99,18 @@ def execute(registry, task, spec, row):
                 registry, row, task_record.RETRY, exc=exc, countdown=countdown, published=published
             ):
                 raise Ignore() from exc
+            metrics.RETRIED.labels(task.name).inc()
             if not published:
                 _logger.info("%s[%s] retries in %.0f s, published when due", task.name, row["uuid"], countdown)
                 raise Ignore() from exc
             raise task.retry(exc=exc, countdown=countdown, max_retries=_retry_limit(spec, row)) from exc
         outcome.record_outcome(registry, row, task_record.FAILED, exc=exc)
+        metrics.FAILED.labels(task.name).inc()
         _logger.error("%s[%s] failed: %s: %s", task.name, row["uuid"], type(exc).__name__, exc)
         raise
     if target is not registry:
         outcome.record_outcome(registry, row, task_record.DONE, result=result)
+    metrics.SUCCEEDED.labels(task.name).inc()
     return json.loads(result) if result is not None else None
 
 

@@ -13,6 +13,7 @@ worker holds it until its eta (Celery's own eta).
 import logging
 
 from .. import app, task_record
+from . import metrics
 from .connections import main_process_cursor
 
 _logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def publish_due(dbname, queues):
             return made_ready
         made_ready += len(rows)
         sent = [message.record_id for message in app.publish_all(_messages(dbname, rows))]
+        metrics.DUE_PUBLISHED.inc(len(sent))
         if sent:
             with main_process_cursor(dbname) as cr:
                 cr.execute(task_record.MARK_SENT, {"ids": sent})

@@ -6,7 +6,7 @@ from celery import signals
 
 from .. import compat, task_record
 from ..exceptions import MalformedMessage, UnknownTask
-from . import connections, live, outcome
+from . import connections, live, metrics, outcome
 from .background import background
 
 _logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def record_unknown_task(message=None, name=None, id=None, **kwargs):
         _logger.error("celery_task: %s[%s]: %s; %s: no task record to update", name, id, error, exc)
         return
     _logger.error("celery_task: %s[%s]: %s", name, id, error)
+    metrics.REJECTED.labels("unknown_task").inc()
     background.submit(lambda: outcome.record_failure_outside_task(dbname, record_id, error))
     live.touch(dbname)
 
