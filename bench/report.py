@@ -347,6 +347,8 @@ def part_rows(result):
         )
     if "scheduled" in result:
         rows += scheduled_rows(result["scheduled"])
+    if "metrics" in result:
+        rows += metrics_rows(result["metrics"])
     if "exit" in result:
         for number, run in enumerate(result["exit"], 1):
             seconds = ", ".join(
@@ -421,6 +423,30 @@ def database_rows(part):
             ),
         ]
     return rows
+
+
+def metrics_rows(part):
+    """A drain with a worker's metrics on against off; the gauges' statement and a scrape over a large table."""
+    on, off = part["drain"]["metrics_on"], part["drain"]["metrics_off"]
+    scrape = part["scrape"]
+    table = f"{scrape['finished_rows']} finished, {scrape['waiting']} waiting"
+    return [
+        (
+            "metrics",
+            "drain tasks/s: metrics on / off",
+            versus(on, off, "drain_tps", 0),
+            fmt(paired(runs_of(on, "drain_tps"), runs_of(off, "drain_tps")), 2),
+            f"worker CPU/task {fmt(paired(runs_of(on, 'drain_cpu_ms'), runs_of(off, 'drain_cpu_ms')), 2)}x",
+        ),
+        ("metrics", f"gauges' statement ms ({table})", f"{scrape['statement_ms']:.1f}", "", ""),
+        (
+            "metrics",
+            "scrape ms: read anew / within the cache period",
+            f"{scrape['scrape_read_ms']:.1f} / {scrape['scrape_cached_ms']:.1f}",
+            "",
+            "",
+        ),
+    ]
 
 
 def scheduled_rows(part):

@@ -25,6 +25,7 @@ import background_cost
 import backlog
 import features
 import many_databases
+import metrics_cost
 import queue_job_side
 import report
 import stack
@@ -45,6 +46,7 @@ PARTS = (
     "background",
     "options",
     "scheduled",
+    "metrics",
 )
 PRESETS = {
     "full": {
@@ -61,6 +63,7 @@ PRESETS = {
         "background_backlog": 50000,
         "relay_backlog": 200000,
         "scheduled": 100000,
+        "metrics_backlog": 50000,
     },
     "quick": {
         "tasks": 300,
@@ -76,6 +79,7 @@ PRESETS = {
         "background_backlog": 2000,
         "relay_backlog": 5000,
         "scheduled": 5000,
+        "metrics_backlog": 1000,
     },
 }
 WARMUP_TASKS = 50
@@ -158,6 +162,9 @@ def bench_broker(broker, ctx, preset, profiles, parts, first):
         if "options" in parts:
             feature_ids = ids[: preset["feature_tasks"]]
             result["options"] = features.options_enqueue(ours, feature_ids, markers, preset["runs"], queues["sink"])
+            ctx["save"]()
+        if "metrics" in parts and first:
+            result["metrics"] = metrics_cost.bench(ctx, ours, ids, markers, preset, broker)
             ctx["save"]()
         if "scheduled" in parts:
             result["scheduled"] = features.scheduled_at_rest(ours, ids, preset["scheduled"], markers)
@@ -273,6 +280,7 @@ def parse_args(argv):
     parser.add_argument("--background-backlog", type=int, help="tasks waiting while the idle workers are measured")
     parser.add_argument("--relay-backlog", type=int, help="tasks waiting for the background part's relay round")
     parser.add_argument("--scheduled", type=int, help="calls scheduled a day ahead in the scheduled part (100000)")
+    parser.add_argument("--metrics-backlog", type=int, help="tasks waiting while the metrics' scrape is timed")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="profile the first run of each side into DIR")
     args = parser.parse_args(argv)
     preset = dict(PRESETS["quick" if args.quick else "full"])

@@ -223,7 +223,7 @@ def test_a_scheduled_task_is_cancelled_or_moved_without_the_broker(stack, redis)
         tasks = env["celery.task"]
         tasks.search([("uuid", "=", cancelled.id)]).action_cancel()
         tasks.search([("uuid", "=", moved.id)]).write({"eta": utcnow() + datetime.timedelta(seconds=2)})
-    with stack.env() as env, pytest.raises(UserError, match="Only scheduled tasks"):
+    with stack.env() as env, pytest.raises(UserError, match="Only tasks that wait in the database"):
         env["celery.task"].search([("uuid", "=", pending.id)]).write({"eta": utcnow()})
     row = stack.wait_row(moved.id, timeout=30)
     assert row["state"] == "done" and stack.item(item_ids[1])["runs"] == 1, "run at its new time, not in an hour"
