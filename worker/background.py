@@ -37,9 +37,8 @@ import psycopg2
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from .. import app, config, databases, task_record
+from .. import app, compat, config, databases, sessions, task_record
 from . import database_queues, leadership, live, metrics, relay, scheduler
-from .connections import main_process_cursor
 from .listener import Listener
 
 _logger = logging.getLogger(__name__)
@@ -214,11 +213,20 @@ class _Rounds:
             self._guarded("looking at the databases", lambda: databases.served(refresh=True))
 
     def _paused(self, dbname):
-        """The paused queues of ``dbname``, read when it is served anew or a change of them was told."""
+        """The paused queues of ``dbname``, read when it is served anew or a change of them was told.
+
+        On a connection of its own, closed at once: a worker that stands by keeps no connection to the
+        database for this alone.
+        """
         if dbname not in self.paused:
-            with main_process_cursor(dbname) as cr:
+            with (
+                contextlib.closing(
+                    compat.open_connection(dbname, role="celery_task pauses", **sessions.client_parameters())
+                ) as connection,
+                connection.cursor() as cr,
+            ):
                 cr.execute(task_record.PAUSED_QUEUES)
-                self.paused[dbname] = frozenset(row["name"] for row in cr.fetchall())
+                self.paused[dbname] = frozenset(name for (name,) in cr.fetchall())
         return self.paused[dbname]
 
     def _unpaused(self, dbname, queues):
