@@ -99,7 +99,7 @@ def ping_while(app, worker, seconds):
 def test_partitions_that_heal_lose_nothing_and_run_nothing_twice(hosts, pair, broker, record_property):
     config_path = hosts.config(f"heal-{broker}.conf", **FAST)
     app, queue, (host_a, _) = pair(broker, config_path)
-    item_ids = hosts.call(config_path, broker, queue, 500, "slow_bump", 0.1)
+    item_ids = hosts.call(config_path, broker, queue, 400, "slow_bump", 0.1)
     hosts_module.wait(lambda: done_count(hosts, item_ids) >= 40, 60, what="the drain to start")
     broker_port = (hosts.redis if broker == "redis" else hosts.rabbitmq).port
     figures = []
@@ -128,7 +128,7 @@ def test_partitions_that_heal_lose_nothing_and_run_nothing_twice(hosts, pair, br
 def test_a_postgresql_cut_during_a_drain_freezes_no_main_process(hosts, pair, broker, record_property):
     config_path = hosts.config(f"pgcut-{broker}.conf", **FAST)
     app, queue, (_, host_b) = pair(broker, config_path)
-    item_ids = hosts.call(config_path, broker, queue, 800, "slow_bump", 0.1)
+    item_ids = hosts.call(config_path, broker, queue, 600, "slow_bump", 0.1)
     hosts_module.wait(lambda: done_count(hosts, item_ids) >= 40, 60, what="the drain to start")
     hosts.network.cut("b", [hosts.cluster.port])
     longest, missed = ping_while(app, host_b, CUT_SECONDS)  # longer than celery_host_timeout: sessions end
@@ -152,8 +152,8 @@ def test_a_postgresql_cut_during_a_drain_freezes_no_main_process(hosts, pair, br
 def test_a_host_that_dies_cut_off_gives_its_tasks_back_within_a_minute(hosts, pair, broker, record_property):
     config_path = hosts.config(f"loss-{broker}.conf")  # the defaults, as deployed
     _, queue, (host_a, _) = pair(broker, config_path)
-    item_ids = hosts.call(config_path, broker, queue, 80, "slow_bump", 0.5)
-    limited_ids = hosts.call(config_path, broker, queue, 20, "limited", 0.3)
+    item_ids = hosts.call(config_path, broker, queue, 50, "slow_bump", 0.5)
+    limited_ids = hosts.call(config_path, broker, queue, 12, "limited", 0.3)
     everything = item_ids + limited_ids
 
     def held_by_a():
