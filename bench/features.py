@@ -48,24 +48,30 @@ def chord_vs_plain(ours, ids, anchor_id, markers, runs):
     return measured
 
 
-def unique_enqueue(ours, ids, markers, runs, sink_queue):
-    """Per run: one ``touch_unique`` call per id (each its own key, so each inserts) against plain ``touch``,
-    one committed transaction each, to a queue nobody reads."""
-    measured = {"touch": [], "touch_unique": []}
+def enqueue_each(ours, ids, markers, runs, sink_queue, calls, part):
+    """Per run and kind of ``calls`` (``{kind: call(item_id, value)}``): one call per id, each in its own committed
+    transaction, to a queue nobody reads; ms and this process's CPU ms per call."""
+    measured = {kind: [] for kind in calls}
     ours.route(sink_queue)
     for number in range(1, runs + 1):
-        measure.log(f"unique: run {number}/{runs}: {len(ids)} plain and {len(ids)} unique calls")
-        for method in measured:
+        measure.log(f"{part}: run {number}/{runs}: {len(ids)} calls of each of {', '.join(calls)}")
+        for kind, call in calls.items():
             ours.reset()
             value = next(markers)
             started, cpu = time.perf_counter(), time.process_time()
             for item_id in ids:
-                ours.touch(item_id, value, method)
+                call(item_id, value)
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu
             ours.settle()
-            measured[method].append({"enqueue_ms": wall * 1000 / len(ids), "enqueue_cpu_ms": cpu * 1000 / len(ids)})
+            measured[kind].append({"enqueue_ms": wall * 1000 / len(ids), "enqueue_cpu_ms": cpu * 1000 / len(ids)})
     stack.delete_queues(ours.app, [sink_queue])
     return measured
+
+
+def unique_enqueue(ours, ids, markers, runs, sink_queue):
+    """``touch_unique`` (each call on its own record, so each inserts) against plain ``touch``."""
+    calls = {"touch": ours.touch, "touch_unique": lambda item_id, value: ours.touch(item_id, value, "touch_unique")}
+    return enqueue_each(ours, ids, markers, runs, sink_queue, calls, "unique")
 
 
 def limited_drain(ours, ids, markers, runs):
@@ -134,26 +140,9 @@ def _watch_exit(ours, queue, last_commit, process, timeout=30.0):
 
 
 def options_enqueue(ours, ids, markers, runs, sink_queue):
-    """Per run: plain ``touch`` calls against ``touch`` with options of its own (``with_delay(priority=1)``),
-    one committed transaction each, to a queue nobody reads."""
-    measured = {"plain": [], "with_options": []}
-    ours.route(sink_queue)
-    for number in range(1, runs + 1):
-        measure.log(f"options: run {number}/{runs}: {len(ids)} plain calls and {len(ids)} with options")
-        for kind in measured:
-            ours.reset()
-            value = next(markers)
-            started, cpu = time.perf_counter(), time.process_time()
-            for item_id in ids:
-                if kind == "plain":
-                    ours.touch(item_id, value)
-                else:
-                    ours.touch_delayed(item_id, value, priority=1)
-            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-            ours.settle()
-            measured[kind].append({"enqueue_ms": wall * 1000 / len(ids), "enqueue_cpu_ms": cpu * 1000 / len(ids)})
-    stack.delete_queues(ours.app, [sink_queue])
-    return measured
+    """``touch`` with options of its own (``with_delay(priority=1)``) against plain ``touch``."""
+    calls = {"plain": ours.touch, "with_options": lambda item_id, value: ours.touch_delayed(item_id, value, priority=1)}
+    return enqueue_each(ours, ids, markers, runs, sink_queue, calls, "options")
 
 
 SCHEDULED_BATCH = 1000

@@ -267,12 +267,7 @@ class _Rounds:
         if time.monotonic() >= self.due["sweep"]:
             self.due["sweep"] = time.monotonic() + live.SWEEP_SECONDS
             self.notice_databases |= set(databases.known())
-        for dbname in sorted(self.notice_databases):
-            try:
-                live.send_notices(dbname, self.listener)
-            except Exception as exc:
-                if not databases.forget_if_uninstalled(dbname, exc):
-                    _logger.warning("celery_task: notices failed for %s", dbname, exc_info=True)
+        self._in_each(sorted(self.notice_databases), "notices", lambda dbname: live.send_notices(dbname, self.listener))
         self.notice_databases.clear()
 
     def relay_round(self):
@@ -284,24 +279,25 @@ class _Rounds:
             return
         self.listener.listen(live.NEWS_CHANNEL, on=self.listener.hold(leadership.housekeeping()))
         _, queues, _ = self.observed
-        for dbname in databases.known():
-            try:
-                relay.relay_round(dbname, self._unpaused(dbname, queues))
-            except Exception as exc:
-                if not databases.forget_if_uninstalled(dbname, exc):
-                    _logger.warning("celery_task relay failed for %s", dbname, exc_info=True)
+        relay_round = lambda dbname: relay.relay_round(dbname, self._unpaused(dbname, queues))  # noqa: E731
+        self._in_each(databases.known(), "the relay", relay_round)
 
     def schedule_round(self):
         """As the leader: publish the scheduled tasks of its queues that fell due, in every database served."""
         if not self.elections.leading:
             return
         _, queues, _ = self.observed
-        for dbname in databases.known():
+        publish = lambda dbname: scheduler.publish_due(dbname, self._unpaused(dbname, queues))  # noqa: E731
+        self._in_each(databases.known(), "publishing due tasks", publish)
+
+    def _in_each(self, dbnames, what, job):
+        """``job(dbname)`` for each of ``dbnames``; a failure is logged (or its database forgotten, the addon gone)."""
+        for dbname in dbnames:
             try:
-                scheduler.publish_due(dbname, self._unpaused(dbname, queues))
+                job(dbname)
             except Exception as exc:
                 if not databases.forget_if_uninstalled(dbname, exc):
-                    _logger.warning("celery_task: publishing due tasks failed for %s", dbname, exc_info=True)
+                    _logger.warning("celery_task: %s failed for %s", what, dbname, exc_info=True)
 
     def scan_round(self):
         """As the scanner: look at the server's databases; tell every worker when they changed, and once at first."""
