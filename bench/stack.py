@@ -211,7 +211,6 @@ class ProcessTree:
         """Warm shutdown, then SIGKILL whatever of the process group is left."""
         if self.process is None:
             return
-        self.signal_group(signal.SIGCONT)  # a paused group cannot shut down
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
