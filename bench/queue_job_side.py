@@ -2,11 +2,13 @@
 
 ``odoo-bin`` in prefork mode (``workers = 2``, ``server_wide_modules = base,web,queue_job``, a
 ``[queue_job] channels = root:2`` section, ``max_cron_threads = 0``) serves a database of its own that
-has ``queue_job`` and ``queue_job_bench``; its job runner (a worker process of that server) hears of
-each job through PostgreSQL's NOTIFY and has an HTTP worker run it (``/queue_job/runjob``). The
-benchmark process is the caller: ``with_delay().touch(value)`` in a committed transaction. The
-server is started and stopped as a whole, as OCA's own benchmark script (``benchmark_jobs.py``)
-starts it after enqueueing its backlog: nothing of it is paused or replaced.
+has ``queue_job`` and ``queue_job_bench``, named by ``db_name`` alone: with a ``dbfilter`` too, Odoo
+lists the databases on every request, over a new connection to ``postgres``, one per job. Its job
+runner (a worker process of that server) hears of each job through PostgreSQL's NOTIFY and has an
+HTTP worker run it (``/queue_job/runjob``). The benchmark process is the caller:
+``with_delay().touch(value)`` in a committed transaction. The server is started and stopped as a
+whole, as OCA's own benchmark script (``benchmark_jobs.py``) starts it after enqueueing its backlog:
+nothing of it is paused or replaced.
 """
 
 import subprocess
@@ -53,7 +55,6 @@ class QueueJobServer(stack.ProcessTree):
             dbname,
             name="queue_job.conf",
             sections={"queue_job": {"channels": "root:2"}},
-            dbfilter=f"^{dbname}$",
             workers=2,
             max_cron_threads=0,  # as OCA's benchmark script; the runner requeues dead jobs itself
             server_wide_modules="base,web,queue_job",
