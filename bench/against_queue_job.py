@@ -13,6 +13,7 @@ mode, run after run; then the light-load latency of each.
 
 import collections
 import concurrent.futures
+import time
 
 import measure
 import report
@@ -31,13 +32,21 @@ def backlog(side, ids, value, profiles, label):
 
 
 def live(side, ids, value, profiles, label):
-    """Enqueued from another thread of this process while the consumer runs."""
+    """Enqueued from another thread of this process while the consumer runs. Also how long the drain went on
+    after the caller's last call: near 0, the consumer kept up and its jobs/s is the caller's pace."""
     side.reset()
     side.route(side.worker.queue)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as caller:
-        enqueued = caller.submit(measure.enqueue, side, ids, value)
+        enqueued = caller.submit(enqueue_until, side, ids, value)
         drained = measure.window(side, len(ids), value, profiles, label)
-        return {**enqueued.result(), **drained}
+        finished = time.perf_counter()
+        result, last_call = enqueued.result()
+        return {**result, **drained, "drained_after_last_call_s": finished - last_call}
+
+
+def enqueue_until(side, ids, value):
+    """:func:`measure.enqueue`, and when it returned."""
+    return measure.enqueue(side, ids, value), time.perf_counter()
 
 
 def bench(ours, queue_job, ids, markers, settings, profiles, broker):

@@ -125,6 +125,8 @@ def window(side, total, value, profiles=None, label=""):
     done to the last, so the consumer's start (or the caller's first call) is left out."""
     timeout = drain_timeout(total)
     first, seen = seen_done(side, value, 1, timeout)
+    if seen >= total:
+        raise RuntimeError(f"{side.name}: all {total} done when first seen, too few to time: raise --tasks")
     before = usage(side)
     with maybe(profiles, "worker", side.worker.process.pid, f"{label}-drain"):
         last, _ = seen_done(side, value, total, timeout)

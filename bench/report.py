@@ -250,6 +250,8 @@ def queue_job_rows(part, ratios, met):
             *drain_cost_rows(row),
             row("  enqueue ms/call (caller, one transaction each)", "enqueue_ms", 3),
         ]
+        if "drained_after_last_call_s" in sides["ours"]:
+            rows.append(row("  drained after the caller's last call s (0: kept up)", "drained_after_last_call_s", 2))
     for key in PERCENTILES:
         cells = [fmt(part["latency"][name]["latency_ms"]["from_commit"][key], 1) for name in QUEUE_JOB_SIDES]
         ratio = ratios.get(f"queue_job_latency_{key}")
