@@ -1,4 +1,4 @@
-from . import cli, models
+from . import cli, controllers, models
 from .canvas import chain, chord, group, signature
 from .celery_task import RetryableError, celery_task, celeryTask
 

@@ -5,6 +5,7 @@
     "category": "Technical",
     "license": "LGPL-3",
     "author": "celery_task developers",
+    "images": ["static/description/dashboard.png", "static/description/tasks.png"],
     "depends": ["bus"],
     "external_dependencies": {"python": ["celery", "kombu", "redis"]},
     "data": [
@@ -16,6 +17,7 @@
         "views/celery_periodic_task_views.xml",
         "views/celery_workflow_views.xml",
         "views/celery_task_limit_views.xml",
+        "views/celery_queue_views.xml",
         "views/celery_dashboard_views.xml",
         "views/menus.xml",
     ],

@@ -4,6 +4,8 @@ import contextlib
 import datetime
 import functools
 import logging
+import threading
+import time
 
 from celery import Celery, Task
 from celery.backends.base import DisabledBackend
@@ -76,6 +78,32 @@ def register_task(spec):
     )(run)
 
 
+_consumers = {"at": None, "found": {}}
+_consumers_lock = threading.Lock()
+
+
+def consumers(max_age=30.0):
+    """``{broker queue: (consumers, pool processes)}``, as the workers that answer within a second say;
+    asked again at most every ``max_age`` seconds (a broadcast that every worker answers)."""
+    with _consumers_lock:
+        if _consumers["at"] is not None and time.monotonic() - _consumers["at"] < max_age:
+            return _consumers["found"]
+        inspect = celery_app.control.inspect(timeout=1.0)
+        try:
+            queues, stats = inspect.active_queues() or {}, inspect.stats() or {}
+        except Exception as exc:  # noqa: BLE001 - a broker down: nobody answers
+            _logger.warning("celery_task: could not ask the workers what they consume: %s", exc)
+            queues, stats = {}, {}
+        found = {}
+        for worker, consumed in queues.items():
+            processes = (stats.get(worker) or {}).get("pool", {}).get("max-concurrency", 0)
+            for queue in consumed:
+                count, concurrency = found.get(queue["name"], (0, 0))
+                found[queue["name"]] = (count + 1, concurrency + processes)
+        _consumers.update(at=time.monotonic(), found=found)
+        return found
+
+
 def broker_queue(queue, dbname):
     """The broker's queue of a task of ``dbname`` bound for ``queue`` (see ``config.database_queues``)."""
     return f"{queue}.{dbname}" if config.database_queues() else queue
@@ -128,6 +156,19 @@ def _batch(producer, count):
     return contextlib.nullcontext()
 
 
+#: A task's priority: 0 runs first, 9 last, on both brokers (as in OCA queue_job); a call that gives
+#: none is in the middle.
+DEFAULT_PRIORITY = 5
+HIGHEST_PRIORITY = 9
+
+
+def broker_priority(priority, producer):
+    """``priority`` as ``producer``'s broker orders it: RabbitMQ delivers the highest number first (its
+    queues are declared with ``x-max-priority``, see config), Redis the lowest (kombu's priority steps)."""
+    priority = DEFAULT_PRIORITY if priority is None else priority
+    return HIGHEST_PRIORITY - priority if producer.connection.transport.driver_type == "amqp" else priority
+
+
 def _send(message, producer):
     celery_app.send_task(
         message.task_name,
@@ -136,7 +177,9 @@ def _send(message, producer):
         queue=broker_queue(message.queue, message.dbname),
         eta=_utc(message.eta),
         expires=_utc(message.expires_at),
-        priority=message.priority,
+        priority=broker_priority(message.priority, producer),
+        time_limit=message.time_limit,
+        soft_time_limit=message.soft_time_limit,
         argsrepr=message.call_repr,
         kwargsrepr="{}",
         retry=False,
@@ -151,6 +194,7 @@ def reconfigure(**overrides):
     """
     config.database_queues.cache_clear()
     config.configured_limit_sizes.cache_clear()
+    config.schedule_horizon.cache_clear()
     celery_app.conf.update(config.celery_settings())
     celery_app.conf.update(overrides)
     celery_app._pool = None

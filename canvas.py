@@ -10,21 +10,29 @@ in the caller and writes nothing.
 
 Results travel as in Celery: a step receives the result of the step before it as its first
 argument (the list of results, in order, after a group), unless its signature is ``immutable``.
+Each step takes options of its own, as Celery's ``set()`` and ``apply_async()`` give them (a
+workflow's steps are not deduplicated: ``unique`` is refused there). With async off, a workflow runs
+inline, each step in turn, and ``delay()`` returns what its last step returned.
 """
 
+import dataclasses
 import uuid
 
 from celery.result import GroupResult
 
-from . import outbox, serialization, task_record, task_specs
+from . import config, outbox, serialization, task_record, task_specs
 from .app import celery_app
+from .celery_task import INLINE_CONTEXT_KEY, call_with_options, run_inline, trap_of_this_call
 
 #: Stands for the result a step will receive, to check the call fits before the result exists.
 _RESULT = object()
 
+#: What the first step of a workflow run inline receives: nothing.
+_NOTHING = object()
+
 
 class Signature:
-    """One decorated method on a recordset, with its arguments: a step of a workflow."""
+    """One decorated method on a recordset, with its arguments and options: a step of a workflow."""
 
     def __init__(self, method, *args, immutable=False, **kwargs):
         records = getattr(method, "__self__", None)
@@ -36,17 +44,40 @@ class Signature:
             )
         serialization.dumps({"args": list(args), "kwargs": kwargs}, path=f"{spec.task_name} arguments")
         self.spec, self.records, self.args, self.kwargs, self.immutable = spec, records, args, kwargs, immutable
+        self.options = task_specs.NO_OPTIONS
 
     def __repr__(self):
         return task_specs.describe_call(self.records._name, self.records._ids, self.spec.method, self.args, self.kwargs)
 
+    def set(self, **options):
+        """Options of this step (Celery's ``Signature.set``): ``eta``, ``countdown``, ``priority``, ``queue``...;
+        returns the signature. A bad option raises at once."""
+        given = {name: value for name, value in dataclasses.asdict(self.options).items() if value is not None}
+        if "eta" in options or "countdown" in options:
+            given.pop("eta", None)
+            given.pop("countdown", None)
+        self.options = task_specs.call_options(f"signature({self!r:.80}).set()", {**given, **options})
+        return self
+
+    def apply_async(self, args=(), kwargs=None, **options):
+        """Celery's spelling of a call with options: ``args`` go before the signature's own, ``kwargs`` over them."""
+        merged = Signature.__new__(Signature)
+        merged.__dict__.update(self.__dict__, args=(*args, *self.args), kwargs={**self.kwargs, **(kwargs or {})})
+        return merged.set(**options).delay()
+
     def delay(self):
-        """The step alone: the same as calling the method."""
-        return getattr(self.records, self.spec.method)(*self.args, **self.kwargs)
+        """The step alone: the same as calling the method (with this signature's options)."""
+        return call_with_options(self.records, self.spec, self.args, self.kwargs, self.options)
 
     def _plan(self, plan, after):
+        if self.options.unique is not None:
+            raise ValueError(f"{self!r:.80}: a workflow's steps are not deduplicated; unique has no place here")
         index = plan.add_step(self, after)
         return _Ends([index]), lambda: plan.step_result(index)
+
+    def _run_inline(self, received):
+        args = self.args if received is _NOTHING or self.immutable else (received, *self.args)
+        return run_inline(self.spec, self.records, args, self.kwargs)
 
     def _signatures(self):
         yield self
@@ -81,8 +112,16 @@ class _Canvas:
             yield from step._signatures()
 
     def delay(self):
-        """Write every step in the caller's transaction; those that can start are published once it commits."""
+        """Write every step in the caller's transaction; those that can start are published once it commits.
+
+        With async off (or ``celery_task_inline`` in the context), run it inline instead: the last step's result.
+        """
         plan = _Plan(self)
+        trap = trap_of_this_call()
+        if trap is not None:
+            return trap.keep_workflow(self)
+        if plan.env.context.get(INLINE_CONTEXT_KEY) or not config.async_enabled():
+            return run_workflow_inline(self)
         return plan.write()
 
     def _plan(self, plan, after):
@@ -91,6 +130,11 @@ class _Canvas:
             for step in self.steps:
                 after, result = step._plan(plan, after)
         return after, result
+
+    def _run_inline(self, received):
+        for step in self.steps:
+            received = step._run_inline(received)
+        return received
 
 
 class chain(_Canvas):  # noqa: N801 - Celery's names
@@ -112,6 +156,9 @@ class group(_Canvas):  # noqa: N801
                 ends.extend(step_ends)
                 results.append(result)
         return ends, lambda: GroupResult(plan.node_uuid(node), [result() for result in results], app=celery_app)
+
+    def _run_inline(self, received):
+        return [step._run_inline(received) for step in self.steps]
 
 
 class chord(_Canvas):  # noqa: N801
@@ -179,12 +226,14 @@ class _Plan:
             if after and not step.immutable:
                 receives = task_record.RECEIVES_RESULTS if after.many else task_record.RECEIVES_RESULT
             workflow = {
-                "state": task_record.WAITING if after else task_record.PENDING,
+                "waits": bool(after),
                 "workflow_id": self.node_ids[node],
                 "workflow_root_id": self.node_ids[0],
                 "receives": receives,
             }
-            result, record_id = outbox.enqueue_step(step.spec, step.records, step.args, step.kwargs, workflow)
+            result, record_id = outbox.enqueue_step(
+                step.spec, step.records, step.args, step.kwargs, workflow, step.options
+            )
             self.step_results[index], self.step_ids[index] = result, record_id
             for sequence, predecessor in enumerate(after):
                 cr.execute(
@@ -211,6 +260,11 @@ class _NodeScope:
 
     def __exit__(self, *exc):
         self.plan.open.pop()
+
+
+def run_workflow_inline(workflow):
+    """Every step of ``workflow`` inline, in turn: what its last step returns (a trap's run, testing.py)."""
+    return workflow._run_inline(_NOTHING)
 
 
 __all__ = ["chain", "chord", "group", "signature"]

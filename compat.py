@@ -1,7 +1,7 @@
 """What differs between the Odoo series this addon supports, and the Odoo internals it leans on: this module only.
 
 Supported: 17.0, 18.0, 19.0. A new series is one entry in :data:`SERIES` and whatever branch
-below it changes (see README: Supported Odoo series).
+below it changes (see docs/series.md).
 """
 
 import contextlib
@@ -59,6 +59,12 @@ def notify_bus(cr, channels):
     """Tell Odoo's bus listeners which channels have news, once ``cr`` (on BUS_DATABASE) commits."""
     notify = psycopg2.sql.SQL("SELECT {}('imbus', %s)").format(psycopg2.sql.Identifier(BUS_NOTIFY_FUNCTION))
     cr.execute(notify, [_bus_json(list(channels))])
+
+
+def notify_postgres(channel, payload):
+    """NOTIFY ``channel`` in BUS_DATABASE, where workers listen (worker/listener.py), through Odoo's pool."""
+    with sql_db.db_connect(BUS_DATABASE).cursor() as cr:
+        cr.execute("SELECT pg_notify(%s, %s)", [channel, payload])
 
 
 def _bus_json(value):
@@ -147,15 +153,16 @@ def reset_cursor(cr):
     cr.cache.clear()
 
 
-def open_connection(dbname, role=None):
+def open_connection(dbname, role=None, **parameters):
     """A plain psycopg2 connection to ``dbname``, with Odoo's connection settings (host, user, application name).
 
     ``role`` is appended to the application name, so ``pg_stat_activity`` tells what the session is for.
+    ``parameters``: more of libpq's and psycopg2's (timeouts, ``async_``).
     """
     _, info = connection_info_for(dbname)
     if role:
         info["application_name"] = f"{info['application_name']} {role}"[:63]
-    return psycopg2.connect(**info)
+    return psycopg2.connect(**info, **parameters)
 
 
 def open_autocommit(dbname):

@@ -30,10 +30,15 @@ ADDON_OPTIONS = {
     "registries_per_process": 8,
     "live_interval": 0.5,
     "notice_interval": 2.0,
+    "host_timeout": 20.0,
+    "schedule_horizon": 60.0,
+    "schedule_interval": 1.0,
+    "metrics_address": "0.0.0.0",
+    "metrics_cache_seconds": 5.0,
 }
 
 # Options whose default is None: read as they are, not converted to the default's type.
-OPTIONAL_ADDON_OPTIONS = {"database_queues": None}
+OPTIONAL_ADDON_OPTIONS = {"database_queues": None, "metrics_port": None}
 
 DEFAULTS = {
     "broker_url": "redis://127.0.0.1:6379/0",
@@ -60,8 +65,23 @@ DEFAULTS = {
     "broker_connection_retry_on_startup": True,
     "result_extended": True,
     # A publish that cannot reach the broker fails at once: the task stays in the outbox and the
-    # relay publishes it later, instead of the caller waiting on connection retries.
-    "broker_transport_options": {"max_retries": 0},
+    # relay publishes it later, instead of the caller waiting on connection retries. A broker that
+    # went silent (a host cut from it) fails a command after socket_timeout instead of holding it
+    # forever: kombu's Redis transport has no timeout of its own, and an acknowledgement waited in
+    # the worker's event loop for the whole cut.
+    "broker_transport_options": {
+        "max_retries": 0,
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+    },
+    # RabbitMQ: queues that order their messages by priority (app.broker_priority). A queue an
+    # earlier version declared without it must be deleted once (RabbitMQ refuses to declare it
+    # again with other arguments), or set celery_task_queue_max_priority = None to keep it unordered.
+    "task_queue_max_priority": 9,
+    # RabbitMQ: a worker host that died is found within two heartbeats, and the messages it had taken
+    # go back to their queues (Celery's default is 120 s).
+    "broker_heartbeat": 10,
     "beat_scheduler": "odoo.addons.celery_task.beat_scheduler:DatabaseScheduler",
 }
 
@@ -126,6 +146,12 @@ def database_queues():
     if value is None:
         return not (odoo_config.get("db_name") or None)
     return bool(value)
+
+
+@functools.cache
+def schedule_horizon():
+    """``celery_schedule_horizon``: a task due later than this many seconds waits in PostgreSQL, not on the broker."""
+    return addon_option("schedule_horizon")
 
 
 @functools.cache

@@ -18,6 +18,7 @@ Everything here opens its own short connections: the worker's main process keeps
 
 import contextlib
 import logging
+import os
 import re
 import threading
 import time
@@ -51,6 +52,15 @@ _found = {"at": None, "served": ()}
 _checked = {}  # database -> (monotonic time of the check, served?)
 
 
+def _new_lock():
+    """In a forked child: a lock of its own (the worker's background thread may hold the parent's during a scan)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock)
+
+
 def configured():
     """The databases ``db_name`` names (a list on 19.0, a comma-separated string before); [] when unset."""
     names = odoo_config.get("db_name") or ""
@@ -82,6 +92,15 @@ def served(refresh=False):
         stale = _found["at"] is None or time.monotonic() - _found["at"] >= interval
         if refresh or stale:
             _found["served"], _found["at"] = tuple(_discover()), time.monotonic()
+        return list(_found["served"])
+
+
+def known():
+    """The databases served as last found, without looking again (the worker's background thread decides when)."""
+    named = configured()
+    if named:
+        return named
+    with _lock:
         return list(_found["served"])
 
 

@@ -13,7 +13,7 @@ import uuid
 import psycopg2.errors
 from celery.result import AsyncResult
 
-from . import compat, serialization, task_record, task_specs
+from . import compat, config, serialization, task_record, task_specs
 from .app import celery_app
 from .publisher import publisher
 
@@ -31,36 +31,48 @@ def publish_after_commit(env, message):
     pending.append(message)
 
 
-def _schedule(spec, now):
-    eta = spec.eta
-    if spec.countdown:
+def _schedule(spec, options, now):
+    """The call's eta and expiry, naive UTC: its own options over its decorator's. ``now`` to the microsecond:
+    a countdown from a ``now`` cut to the second started the task up to a second early."""
+    if options.countdown is not None:
+        eta = now + datetime.timedelta(seconds=options.countdown)
+    elif options.eta is not None:
+        eta = options.eta
+    elif spec.countdown:
         eta = now + datetime.timedelta(seconds=spec.countdown)
-    expires = spec.expires
-    if isinstance(expires, (int, float)):
+    else:
+        eta = spec.eta and task_specs.as_utc(spec.eta)
+    expires = options.expires if options.expires is not None else spec.expires
+    if isinstance(expires, datetime.datetime):
+        expires = task_specs.as_utc(expires)
+    elif expires is not None:
         expires = now + datetime.timedelta(seconds=expires)
     return eta, expires
 
 
-def enqueue(spec, records, args, kwargs):
-    """Write the task record in the caller's transaction; publish it once that commits.
+def enqueue(spec, records, args, kwargs, options=task_specs.NO_OPTIONS):
+    """Write the task record in the caller's transaction; publish it once that commits (or, due later than
+    the horizon, once it falls due). ``options``: the call's own (task_specs.CallOptions).
 
     A unique task equal to one still open is not written: the open one's AsyncResult is returned.
     """
     spec.bind(records, args, kwargs)
-    if spec.unique:
-        return _enqueue_unique(spec, records, args, kwargs)
-    return _insert(task_record.INSERT_TASK, spec, records, args, kwargs, {})[0]
+    unique = spec.unique if options.unique is None else options.unique
+    if unique:
+        return _enqueue_unique(spec, records, args, kwargs, options, unique)
+    return _insert(task_record.INSERT_TASK, spec, records, args, kwargs, options, {})[0]
 
 
-def _enqueue_unique(spec, records, args, kwargs):
+def _enqueue_unique(spec, records, args, kwargs, options, unique):
     cr = records.env.cr
     payload = _payload(spec, args, kwargs)
-    key = spec.identity_key(records, args, kwargs, spec.dbname or cr.dbname, payload)
+    key = spec.identity_key(records, args, kwargs, spec.dbname or cr.dbname, payload, unique)
     extra = {"identity_key": key, "unique_running": spec.unique_running}
     for _attempt in range(UNIQUE_ATTEMPTS):
         try:
             with cr.savepoint(flush=False):
-                return _insert(task_record.INSERT_UNIQUE_TASK, spec, records, args, kwargs, extra, log=False)[0]
+                statement = task_record.INSERT_UNIQUE_TASK
+                return _insert(statement, spec, records, args, kwargs, options, extra, log=False)[0]
         except EqualTaskOpen:
             pass
         except psycopg2.errors.SerializationFailure:
@@ -90,21 +102,21 @@ def _payload(spec, args, kwargs):
     return serialization.dumps({"args": list(args), "kwargs": kwargs}, path=f"{spec.task_name} arguments")
 
 
-def enqueue_step(spec, records, args, kwargs, workflow):
+def enqueue_step(spec, records, args, kwargs, workflow, options=task_specs.NO_OPTIONS):
     """A workflow's step, checked whole by ``canvas``: published after the commit only if it can start.
 
-    ``workflow``: its ``state``, ``workflow_id``, ``workflow_root_id`` and ``receives``. Returns its
-    AsyncResult and its record id.
+    ``workflow``: whether it ``waits``, its ``workflow_id``, ``workflow_root_id`` and ``receives``.
+    Returns its AsyncResult and its record id.
     """
-    return _insert(task_record.INSERT_WORKFLOW_TASK, spec, records, args, kwargs, workflow)
+    return _insert(task_record.INSERT_WORKFLOW_TASK, spec, records, args, kwargs, options, workflow)
 
 
-def _insert(statement, spec, records, args, kwargs, extra, log=True):
+def _insert(statement, spec, records, args, kwargs, options, extra, log=True):
     env = records.env
     cr = env.cr
     payload = _payload(spec, args, kwargs)
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
-    eta, expires_at = _schedule(spec, now)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)  # to the microsecond: see _schedule
+    eta, expires_at = _schedule(spec, options, now)
     task_uuid = str(uuid.uuid4())
     cr.execute(
         statement,
@@ -118,10 +130,14 @@ def _insert(statement, spec, records, args, kwargs, extra, log=True):
             "ids": serialization.dumps(list(records._ids)),
             "args": payload,
             "context": serialization.dumps(serialization.safe_context(env.context)),
-            "queue": spec.queue or celery_app.conf.task_default_queue,
-            "priority": spec.priority,
+            "queue": options.queue or spec.queue or celery_app.conf.task_default_queue,
+            "priority": spec.priority if options.priority is None else options.priority,
             "eta": eta,
             "expires_at": expires_at,
+            "max_retries": options.max_retries,
+            "time_limit": options.time_limit,
+            "soft_time_limit": options.soft_time_limit,
+            "horizon": config.schedule_horizon(),
             "call_repr": task_specs.describe_call(records._name, records._ids, spec.method, args, kwargs),
             "now": now,
             "limit_name": spec.limit_name,

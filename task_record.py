@@ -16,6 +16,7 @@ States::
                  |       +--claim (its eta passed)--> started
                  |
     started --no free slot of its limit--> deferred --a slot freed (hand-off)--> pending
+    started, retry --published again by the relay (its worker gone: its lock free; a retry past its eta)--> pending
     waiting, pending, deferred, retry, started --cancel (UI) or expiry (relay)--> cancelled
     failed, cancelled --requeue (UI), under a new uuid--> pending (waiting, if a step before it is not done)
 
@@ -50,6 +51,7 @@ import datetime
 from .exceptions import MalformedMessage
 
 WAITING = "waiting"
+SCHEDULED = "scheduled"
 PENDING = "pending"
 DEFERRED = "deferred"
 STARTED = "started"
@@ -60,6 +62,7 @@ CANCELLED = "cancelled"
 
 STATE_LABELS = [
     (WAITING, "Waiting for its workflow"),
+    (SCHEDULED, "Scheduled"),
     (PENDING, "Pending"),
     (DEFERRED, "Waiting for a free slot"),
     (STARTED, "Started"),
@@ -70,7 +73,7 @@ STATE_LABELS = [
 ]
 FINISHED_STATES = (DONE, FAILED, CANCELLED)
 REQUEUEABLE_STATES = (FAILED, CANCELLED)
-CANCELLABLE_STATES = (WAITING, PENDING, DEFERRED, RETRY, STARTED)
+CANCELLABLE_STATES = (WAITING, SCHEDULED, PENDING, DEFERRED, RETRY, STARTED)
 
 #: What a workflow's step receives first: nothing more, the result before it, or a group's results.
 RECEIVES_NOTHING = "nothing"
@@ -93,55 +96,75 @@ RELEASE_LOCK_CLASS = 0x0CE2
 #: The transaction's time as Odoo stores datetimes (UTC, without time zone).
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
+#: What a statement returns for the message of each task it makes ready: see :meth:`TaskMessage.from_row`.
+MESSAGE_COLUMNS = "id, uuid, name, queue, eta, expires_at, priority, call_repr, time_limit, soft_time_limit"
+
+
+def _scheduled_or_pending(eta):
+    """The state of a task about to be ready to run: scheduled when its ``eta`` is further than ``%(horizon)s``
+    seconds (``celery_schedule_horizon``), so that it waits in PostgreSQL until due, not on the broker."""
+    return (
+        f"CASE WHEN {eta} > (clock_timestamp() AT TIME ZONE 'UTC') + make_interval(secs => %(horizon)s)"
+        " THEN 'scheduled' ELSE 'pending' END"
+    )
+
+
+SCHEDULED_OR_PENDING = _scheduled_or_pending("eta")
+
 # -- caller side ------------------------------------------------------------------------------
 
 # A task's inserts leave create_uid and write_uid empty: user_id says who asked. Each of those
 # foreign keys costs the insert a check, planned anew in every transaction of a caller (Odoo's pool
 # discards the session's plans whenever it lends a connection): 0.31 ms an insert with them, 0.13 without.
 
-INSERT_TASK = """
+INSERT_TASK = f"""
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
-        queue, priority, eta, expires_at, call_repr, state, attempts, limit_name, create_date, write_date
+        queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
+        max_retries, time_limit, soft_time_limit, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        'pending', 0, %(limit_name)s, %(now)s, %(now)s
-    ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+        {_scheduled_or_pending("%(eta)s::timestamp")}, 0, %(limit_name)s,
+        %(max_retries)s, %(time_limit)s, %(soft_time_limit)s, %(now)s, %(now)s
+    ) RETURNING {MESSAGE_COLUMNS}, state
 """
 
 # A unique task: nothing is inserted while an open task has the same key (the unique index on
 # open_key). Inside a savepoint: under repeatable read, an equal task committed after this
 # transaction's snapshot is a serialization failure, which the savepoint keeps from the caller.
-INSERT_UNIQUE_TASK = """
+INSERT_UNIQUE_TASK = f"""
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
         queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
-        identity_key, open_key, unique_running, create_date, write_date
+        max_retries, time_limit, soft_time_limit, identity_key, open_key, unique_running, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        'pending', 0, %(limit_name)s, %(identity_key)s, %(identity_key)s, %(unique_running)s,
-        %(now)s, %(now)s
+        {_scheduled_or_pending("%(eta)s::timestamp")}, 0, %(limit_name)s,
+        %(max_retries)s, %(time_limit)s, %(soft_time_limit)s,
+        %(identity_key)s, %(identity_key)s, %(unique_running)s, %(now)s, %(now)s
     )
     ON CONFLICT (open_key) WHERE open_key IS NOT NULL DO NOTHING
-    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+    RETURNING {MESSAGE_COLUMNS}, state
 """
 
 # The open task holding a unique key (read on a connection of its own when this one cannot see it).
 OPEN_TASK = "SELECT id, uuid, name FROM celery_task WHERE open_key = %(key)s"
 
-# A workflow's step: pending when it can start at once, waiting otherwise.
-INSERT_WORKFLOW_TASK = """
+# A workflow's step: waiting for the steps before it, or ready as any call.
+INSERT_WORKFLOW_TASK = f"""
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
         queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
-        workflow_id, workflow_root_id, receives, create_date, write_date
+        max_retries, time_limit, soft_time_limit, workflow_id, workflow_root_id, receives, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
-        %(state)s, 0, %(limit_name)s, %(workflow_id)s, %(workflow_root_id)s, %(receives)s, %(now)s, %(now)s
-    ) RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+        CASE WHEN %(waits)s THEN 'waiting' ELSE {_scheduled_or_pending("%(eta)s::timestamp")} END, 0,
+        %(limit_name)s, %(max_retries)s, %(time_limit)s, %(soft_time_limit)s,
+        %(workflow_id)s, %(workflow_root_id)s, %(receives)s, %(now)s, %(now)s
+    ) RETURNING {MESSAGE_COLUMNS}, state
 """
 
 INSERT_WORKFLOW = """
@@ -164,15 +187,17 @@ MARK_SENT = """
 """
 
 # A requeued task goes out under a new Celery id: workers discard messages whose id was revoked.
-# A workflow's step whose steps before it are not all done waits for them again.
-REQUEUE_TASK = """
+# A workflow's step whose steps before it are not all done waits for them again; one due later than
+# the horizon (see SCHEDULED_OR_PENDING) waits as scheduled.
+REQUEUE_TASK = f"""
     UPDATE celery_task
        SET uuid = %(uuid)s,
            state = CASE WHEN EXISTS (
                SELECT 1 FROM celery_task_link l JOIN celery_task p ON p.id = l.predecessor_id
-                WHERE l.successor_id = celery_task.id AND p.state <> 'done') THEN 'waiting' ELSE 'pending' END
+                WHERE l.successor_id = celery_task.id AND p.state <> 'done') THEN 'waiting'
+                    ELSE {SCHEDULED_OR_PENDING} END
      WHERE id = %(id)s
-    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+    RETURNING {MESSAGE_COLUMNS}, state
 """
 
 # The steps after a requeued one that were cancelled because it did not end done: waiting again.
@@ -251,7 +276,11 @@ LOCK_AND_CLAIM = """
                -- the previous task's lock, kept until now; re-entrant, so the order is free
                (SELECT pg_advisory_unlock(%(lock_class)s, %(release)s) WHERE %(release)s IS NOT NULL) AS released
     ),
-    found AS (SELECT uuid, name, state FROM celery_task WHERE id = %(id)s),
+    found AS (
+        SELECT t.uuid, t.name, t.state,
+               COALESCE((SELECT q.paused FROM celery_queue q WHERE q.name = t.queue), false) AS paused
+          FROM celery_task t WHERE t.id = %(id)s
+    ),
     claimed AS (
         UPDATE celery_task
            SET state = 'started', attempts = attempts + 1, started_at = (now() AT TIME ZONE 'UTC'),
@@ -259,12 +288,14 @@ LOCK_AND_CLAIM = """
                write_date = (now() AT TIME ZONE 'UTC'), open_key = CASE WHEN unique_running THEN open_key END
          WHERE id = %(id)s AND uuid = %(uuid)s AND name = %(name)s
            AND state IN ('pending', 'retry', 'started') AND (SELECT locked FROM lock)
+           AND NOT (SELECT paused FROM found)
      RETURNING id, uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
-               call_repr, queue, attempts, workflow_id, receives,
+               call_repr, queue, attempts, max_retries, workflow_id, receives,
+               GREATEST(create_date, COALESCE(eta, create_date)) AS due_at,
                (SELECT login FROM res_users WHERE res_users.id = celery_task.user_id) AS login
     )
     SELECT (SELECT locked FROM lock) AS locked, found.uuid AS found_uuid, found.name AS found_name,
-           found.state AS found_state, claimed.*,
+           found.state AS found_state, found.paused AS queue_paused, claimed.*,
            (SELECT active FROM res_users WHERE res_users.id = claimed.user_id) AS user_active,
            (now() AT TIME ZONE 'UTC') AS start_now, {existing_ids} AS existing_ids, {signaling}
       FROM (SELECT 1) AS one LEFT JOIN found ON true LEFT JOIN claimed ON true
@@ -299,10 +330,10 @@ UNFINISHED_PREDECESSOR = """
      LIMIT 1
 """
 
-RELEASE_STEP = """
-    UPDATE celery_task SET state = 'pending', write_date = (clock_timestamp() AT TIME ZONE 'UTC')
+RELEASE_STEP = f"""
+    UPDATE celery_task SET state = {SCHEDULED_OR_PENDING}, write_date = (clock_timestamp() AT TIME ZONE 'UTC')
      WHERE id = %(id)s AND state = 'waiting'
-    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+    RETURNING {MESSAGE_COLUMNS}, state
 """
 
 # What the statements that finish a task return: for a workflow's step, the waiting steps after it,
@@ -317,9 +348,12 @@ RETURNING_WAITING_SUCCESSORS = """
                WHERE l.predecessor_id = celery_task.id AND s.state = 'waiting') END AS waiting_successors
 """
 
-# In the task's own transaction, with its effects. A task cancelled after its claim updates no
-# row here: the worker then rolls back everything it did. now() is when that transaction began,
-# before the method ran: its end is clock_timestamp().
+# In the task's own transaction, with its effects. The claim's fence (uuid and attempt) keeps a
+# worker from finishing a task that is no longer its own: cancelled after its claim, requeued, or
+# claimed again by another worker after the server ended this one's session (a host cut off longer
+# than ``celery_host_timeout``, see sessions.py). Then no row is updated and the worker rolls back
+# everything it did. now() is when that transaction began, before the method ran: its end is
+# clock_timestamp().
 FINISH_STARTED = (
     """
     UPDATE celery_task
@@ -327,30 +361,37 @@ FINISH_STARTED = (
            write_date = (clock_timestamp() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
            open_key = NULL, notice_pending = %(notice)s
-     WHERE id = %(id)s AND state = 'started'
+     WHERE id = %(id)s AND state = 'started' AND uuid = %(uuid)s AND attempts = %(attempts)s
 """
     + RETURNING_WAITING_SUCCESSORS
 )
 
-# After the task's transaction was rolled back, in a new one; returns as FINISH_STARTED does.
+# After the task's transaction was rolled back, in a new one, under the claim's fence; returns as
+# FINISH_STARTED does.
 FINISH_TASK = (
     """
     UPDATE celery_task
        SET state = %(state)s, done_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
            result = %(result)s, exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s,
            open_key = NULL, notice_pending = %(notice)s
-     WHERE id = %(id)s
+     WHERE id = %(id)s AND state = 'started' AND uuid = %(uuid)s AND attempts = %(attempts)s
 """
     + RETURNING_WAITING_SUCCESSORS
 )
 
+# ``published``: the worker publishes its next attempt now, held by a worker until its eta. Otherwise
+# (a countdown beyond the horizon) it waits here, unsent, for the publisher of due tasks.
 RETRY_TASK = """
     UPDATE celery_task
        SET state = 'retry', eta = (now() AT TIME ZONE 'UTC') + make_interval(secs => %(countdown)s),
-           sent_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC'),
+           sent_at = CASE WHEN %(published)s THEN (now() AT TIME ZONE 'UTC') END,
+           write_date = (now() AT TIME ZONE 'UTC'),
            exc_type = %(exc_type)s, exc_message = %(exc_message)s, traceback = %(traceback)s
-     WHERE id = %(id)s
+     WHERE id = %(id)s AND state = 'started' AND uuid = %(uuid)s AND attempts = %(attempts)s
 """
+
+# Who holds a task a finish could not update (its fence did not match): to say why nothing committed.
+TASK_HOLDER = "SELECT state, attempts, worker_host FROM celery_task WHERE id = %(id)s"
 
 # From the worker's main process (hard time limit, unknown task name): never over an outcome.
 FAIL_UNFINISHED = """
@@ -455,7 +496,7 @@ DEFER_TASK = """
 # Under the gate: as many deferred tasks of the limit as it has room for, oldest first, back to
 # pending. Its room: the slots free now (each tried and let go at once: a slot a dead worker held
 # is free, though its task still says started), less the tasks of the limit about to claim one.
-HAND_OFF = """
+HAND_OFF = f"""
     WITH size AS MATERIALIZED (
         SELECT COALESCE((SELECT size FROM celery_task_limit WHERE name = %(limit)s), %(size)s) AS n
     ),
@@ -477,7 +518,7 @@ HAND_OFF = """
     )
     UPDATE celery_task SET state = 'pending', write_date = (now() AT TIME ZONE 'UTC')
      WHERE id IN (SELECT id FROM handed)
-    RETURNING id, uuid, name, queue, eta, expires_at, priority, call_repr
+    RETURNING {MESSAGE_COLUMNS}
 """
 
 # The relay's net: limits whose deferred tasks waited a while (their hand-off may have been lost
@@ -495,14 +536,14 @@ EXPIRE_TASKS = """
        SET state = 'cancelled', done_at = (now() AT TIME ZONE 'UTC'), exc_type = 'expired',
            exc_message = 'the task expired before a worker ran it', open_key = NULL
      WHERE done_at IS NULL AND expires_at IS NOT NULL AND expires_at < (now() AT TIME ZONE 'UTC')
-       AND state IN ('pending', 'retry', 'deferred')
+       AND state IN ('scheduled', 'pending', 'retry', 'deferred')
  RETURNING id
 """
 
 # Never sent a while after its commit (or its release, or its requeue: write_date), a retry past its
 # eta, or started long ago (its worker may have died: the relay checks the lock).
-STRANDED_TASKS = """
-    SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+STRANDED_TASKS = f"""
+    SELECT {MESSAGE_COLUMNS}, state
       FROM celery_task
      WHERE done_at IS NULL
        AND queue = ANY(%(queues)s)
@@ -521,8 +562,8 @@ UNSTARTED_QUEUES = """
        AND sent_at < %(cutoff)s AND (eta IS NULL OR eta < %(cutoff)s)
 """
 
-LOST_TASKS = """
-    SELECT id, uuid, name, queue, eta, expires_at, priority, call_repr, state
+LOST_TASKS = f"""
+    SELECT {MESSAGE_COLUMNS}, state
       FROM celery_task
      WHERE done_at IS NULL AND state = 'pending' AND queue = ANY(%(queues)s)
        AND sent_at < %(cutoff)s AND (eta IS NULL OR eta < %(cutoff)s)
@@ -531,11 +572,125 @@ LOST_TASKS = """
        FOR UPDATE SKIP LOCKED
 """
 
+# A task the relay published again waits for its message as a sent pending task: a started one whose
+# worker is gone, or a retry past its eta, is not published again at every round while that message
+# waits in its queue (only once lost, by the lost-message rule).
 MARK_RESENT = """
-    UPDATE celery_task SET sent_at = (now() AT TIME ZONE 'UTC') WHERE id = ANY(%(ids)s) AND state = 'pending'
+    UPDATE celery_task
+       SET state = 'pending', sent_at = (now() AT TIME ZONE 'UTC'), write_date = (now() AT TIME ZONE 'UTC')
+     WHERE id = ANY(%(ids)s) AND state IN ('pending', 'retry', 'started')
 """
 
 TRY_LOCK = "SELECT pg_try_advisory_lock(%(lock_class)s, %(id)s) AS free"
+
+# -- metrics (see metrics.py) -----------------------------------------------------------------
+
+# What Prometheus reads of one database, in one statement: unfinished tasks by queue and state; the
+# oldest runnable waiting task of each queue (pending, deferred, a retry: since it became due); the
+# failures of the last hour; the started tasks holding a slot of each limit; the workers that ran a
+# task in the last five minutes. Unfinished tasks through the partial index on done_at, finished
+# ones through the one on done_at IS NOT NULL: a million finished rows are not read.
+METRICS = """
+    WITH unfinished AS MATERIALIZED (
+        SELECT queue, state, limit_name, worker_host, GREATEST(create_date, COALESCE(eta, create_date)) AS due
+          FROM celery_task WHERE done_at IS NULL
+    ), now_utc AS (SELECT (now() AT TIME ZONE 'UTC') AS at)
+    SELECT 'tasks' AS kind, queue AS label, state AS detail, count(*)::float AS value
+      FROM unfinished GROUP BY queue, state
+    UNION ALL
+    SELECT 'oldest_waiting', queue, NULL, extract(epoch FROM (SELECT at FROM now_utc) - min(due))::float
+      FROM unfinished WHERE state IN ('pending', 'deferred', 'retry') AND due <= (SELECT at FROM now_utc)
+     GROUP BY queue
+    UNION ALL
+    SELECT 'failed_last_hour', queue, NULL, count(*)::float FROM celery_task
+     WHERE done_at IS NOT NULL AND done_at > (SELECT at FROM now_utc) - interval '1 hour' AND state = 'failed'
+     GROUP BY queue
+    UNION ALL
+    SELECT 'slots_used', limit_name, NULL, count(*)::float
+      FROM unfinished WHERE state = 'started' AND limit_name IS NOT NULL GROUP BY limit_name
+    UNION ALL
+    SELECT 'limit_size', name, NULL, size::float FROM celery_task_limit
+    UNION ALL
+    SELECT 'workers_seen', NULL, NULL, count(DISTINCT worker_host)::float FROM (
+        SELECT worker_host FROM unfinished WHERE state = 'started'
+        UNION ALL
+        SELECT worker_host FROM celery_task
+         WHERE done_at IS NOT NULL AND done_at > (SELECT at FROM now_utc) - interval '5 minutes'
+    ) AS seen
+    UNION ALL
+    SELECT 'paused', name, NULL, 1.0 FROM celery_queue WHERE paused
+"""
+
+# -- queues (see models/celery_queue.py) ------------------------------------------------------
+
+# Each queue's waiting (runnable: pending, deferred, due retries), running and scheduled tasks, and
+# the oldest waiting one's due time.
+QUEUES_LOAD = """
+    SELECT queue,
+           count(*) FILTER (WHERE state IN ('pending', 'deferred', 'retry') AND due <= now_utc),
+           count(*) FILTER (WHERE state = 'started'),
+           count(*) FILTER (WHERE state = 'scheduled'),
+           min(due) FILTER (WHERE state IN ('pending', 'deferred', 'retry') AND due <= now_utc)
+      FROM (SELECT queue, state, GREATEST(create_date, COALESCE(eta, create_date)) AS due,
+                   (now() AT TIME ZONE 'UTC') AS now_utc
+              FROM celery_task WHERE done_at IS NULL AND queue = ANY(%(names)s)) AS unfinished
+     GROUP BY queue
+"""
+
+# A record for every queue with unfinished tasks, and for the default queue, that has none yet.
+RECORD_QUEUES = """
+    INSERT INTO celery_queue (name, paused, create_date, write_date)
+    SELECT name, false, %(now)s, %(now)s
+      FROM (SELECT queue AS name FROM celery_task WHERE done_at IS NULL UNION SELECT %(default)s) AS found
+    ON CONFLICT (name) DO NOTHING
+"""
+
+# The paused queues of a database (workers read them when they start, and when told of a change).
+PAUSED_QUEUES = "SELECT name FROM celery_queue WHERE paused"
+
+#: Where workers hear that a database's queues were paused or resumed (a NOTIFY in postgres, the
+#: database's name as payload).
+QUEUES_CHANNEL = "celery_task_queues"
+
+# At a resume: the tasks that waited unsent while their queue was paused, published once it commits.
+RESUME_QUEUES = f"""
+    UPDATE celery_task SET write_date = (now() AT TIME ZONE 'UTC')
+     WHERE done_at IS NULL AND state = 'pending' AND sent_at IS NULL AND queue = ANY(%(names)s)
+    RETURNING {MESSAGE_COLUMNS}
+"""
+
+# A claimed message of a paused queue: the task goes back to wait unsent, unrun (the relay and the
+# publisher of due tasks leave paused queues alone; a resume publishes it).
+PUT_BACK_PAUSED = """
+    UPDATE celery_task SET sent_at = NULL, write_date = (now() AT TIME ZONE 'UTC')
+     WHERE id = %(id)s AND state IN ('pending', 'retry')
+"""
+
+# -- worker's main process: the publisher of due tasks (see worker/scheduler.py) ---------------
+
+# Scheduled tasks, and retries left unsent, whose eta has come, of the queues the leader relays: made
+# pending in the leader's transaction, published once it committed (the relay publishes them if that
+# publish never happens). Read through the partial index on eta: only tasks with an eta have an entry.
+DUE_TASKS = f"""
+    WITH due AS (
+        SELECT id FROM celery_task
+         WHERE done_at IS NULL AND eta IS NOT NULL AND eta <= (now() AT TIME ZONE 'UTC')
+           AND (state = 'scheduled' OR (state = 'retry' AND sent_at IS NULL)) AND queue = ANY(%(queues)s)
+         ORDER BY eta
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE celery_task SET state = 'pending', write_date = (now() AT TIME ZONE 'UTC')
+     WHERE id IN (SELECT id FROM due)
+    RETURNING {MESSAGE_COLUMNS}
+"""
+
+# -- worker's main process: who leads the background work (see worker/leadership.py) ------------
+
+# Elections and duties are session advisory locks on one 64-bit key each, a hash of their name (which
+# starts with "celery_task "): the key space of the limits' slots, under other names.
+STAND_FOR_ELECTION = "SELECT pg_advisory_lock(hashtextextended(%(election)s, 0))"
+TAKE_DUTY = "SELECT pg_try_advisory_lock(hashtextextended(%(duty)s, 0))"
 
 
 # -- row <-> message --------------------------------------------------------------------------
@@ -554,10 +709,12 @@ class TaskMessage:
     eta: datetime.datetime | None = None
     expires_at: datetime.datetime | None = None
     priority: int | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
 
     @classmethod
     def from_row(cls, dbname, row):
-        """The message of a ``celery_task`` row (a dict with the columns INSERT_TASK returns)."""
+        """The message of a ``celery_task`` row (a dict with the MESSAGE_COLUMNS)."""
         return cls(
             task_name=row["name"],
             task_uuid=row["uuid"],
@@ -568,6 +725,8 @@ class TaskMessage:
             eta=row.get("eta"),
             expires_at=row.get("expires_at"),
             priority=row.get("priority"),
+            time_limit=row.get("time_limit"),
+            soft_time_limit=row.get("soft_time_limit"),
         )
 
     @property

@@ -57,18 +57,22 @@ class TaskSpec:
         """The size of its limit when no ``celery.task.limit`` record gives one: the config's, its concurrency, 1."""
         return config.configured_limit_sizes().get(self.limit_name) or self.concurrency or 1
 
-    def identity_key(self, records, args, kwargs, dbname, payload):
+    def identity_key(self, records, args, kwargs, dbname, payload, unique=None):
         """The key equal open tasks share, or None for a task that is not unique.
 
         ``payload``: the arguments as stored (JSON with sorted keys), so equal means stored equal.
+        ``unique``: the call's own (True, a key string, a key function), else the decorator's.
         """
-        if not self.unique:
+        unique = self.unique if unique is None else unique
+        if not unique:
             return None
-        if self.unique is True:
+        if unique is True:
             call = json.dumps([dbname, records._name, sorted(records._ids), payload])
             return f"{self.task_name}:{hashlib.sha256(call.encode()).hexdigest()}"
+        if isinstance(unique, str):
+            return f"{self.task_name}:{unique}"
         try:
-            key = self.unique(records, *args, **kwargs)
+            key = unique(records, *args, **kwargs)
         except Exception as exc:
             raise ValueError(f"{self.task_name}: its unique key function raised {type(exc).__name__}: {exc}") from exc
         if not isinstance(key, str) or not key:
@@ -88,11 +92,109 @@ class TaskSpec:
 
 
 RATE_LIMIT = re.compile(r"^\d+(\.\d+)?(/[smh])?$")
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
+PRIORITIES = range(10)
+
+#: What one call may set, over its decorator's defaults: ``records.with_delay(**options).method(...)``,
+#: ``signature(records.method, ...).set(**options)`` and ``.apply_async(**options)``.
+CALL_OPTIONS = (
+    "eta",
+    "countdown",
+    "expires",
+    "priority",
+    "queue",
+    "max_retries",
+    "time_limit",
+    "soft_time_limit",
+    "unique",
+)
+
+#: queue_job's spellings of our options.
+CALL_OPTION_ALIASES = {"identity_key": "unique"}
+
+
+@dataclasses.dataclass(frozen=True)
+class CallOptions:
+    """One call's options, checked; None leaves the decorator's. Datetimes are naive UTC, as Odoo stores them.
+
+    ``unique``: True (equal records and arguments), a key string, or ``key(records, *args, **kwargs)``.
+    """
+
+    eta: datetime.datetime | None = None
+    countdown: float | None = None
+    expires: float | datetime.datetime | None = None
+    priority: int | None = None
+    queue: str | None = None
+    max_retries: int | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    unique: bool | str | Callable | None = None
+
+
+NO_OPTIONS = CallOptions()
+
+
+def call_options(where, options):
+    """``options`` of one call as :class:`CallOptions`, or TypeError/ValueError saying what is wrong; writes nothing."""
+    options = dict(options)
+    for alias, name in CALL_OPTION_ALIASES.items():
+        if alias in options:
+            if name in options:
+                raise TypeError(f"{where}: {alias} is queue_job's name for {name}; give one of them")
+            options[name] = options.pop(alias)
+    unknown = sorted(set(options) - set(CALL_OPTIONS))
+    if unknown:
+        known = ", ".join([*CALL_OPTIONS, *CALL_OPTION_ALIASES])
+        raise TypeError(f"{where}: unknown option(s) {', '.join(unknown)}; a call takes {known}")
+    if options.get("eta") is not None and options.get("countdown") is not None:
+        raise ValueError(f"{where}: give eta or countdown, not both")
+    checked = {name: _checked(where, name, value) for name, value in options.items() if value is not None}
+    return CallOptions(**checked)
+
+
+def _checked(where, name, value):
+    if name in ("eta", "expires") and isinstance(value, datetime.datetime):
+        return as_utc(value)
+    if name == "eta":
+        raise TypeError(f"{where}: eta is a datetime, not {value!r:.80}")
+    if name in ("countdown", "expires", "time_limit", "soft_time_limit"):
+        return _seconds(where, name, value, positive=name.endswith("time_limit"))
+    if name in ("priority", "max_retries"):
+        if type(value) is not int:
+            raise TypeError(f"{where}: {name} is a whole number, not {value!r:.80}")
+        if name == "priority" and value not in PRIORITIES:
+            raise ValueError(f"{where}: priority is 0 (first) to 9 (last), not {value}")
+        if value < 0:
+            raise ValueError(f"{where}: max_retries is 0 or more, not {value}")
+        return value
+    if name == "queue":
+        if not isinstance(value, str) or not QUEUE_NAME.match(value):
+            raise ValueError(f"{where}: queue is a name (letters, digits, _ . : @ -), not {value!r:.80}")
+        return value
+    if value == "" or not (isinstance(value, (bool, str)) or callable(value)):
+        raise TypeError(f"{where}: unique is True, a key string or a key(records, *args, **kwargs), not {value!r:.80}")
+    return value
+
+
+def _seconds(where, name, value, positive):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{where}: {name} is a number of seconds, not {value!r:.80}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{where}: {name} is {'more than' if positive else 'at least'} 0 seconds, not {value}")
+    return float(value)
+
+
+def as_utc(moment):
+    """``moment`` as Odoo stores datetimes: naive UTC (an aware one converted; a naive one taken as UTC)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def check_options(options):
     """Refuse, when the module is imported, a decorator option that cannot work; say which and why."""
     where = f"@celeryTask(model={options['model']!r}, name={options['name']!r})"
+    call_options(where, {name: options[name] for name in CALL_OPTIONS if name != "unique"})
     unique, concurrency, limit, rate_limit = (options[key] for key in ("unique", "concurrency", "limit", "rate_limit"))
     if not isinstance(unique, bool) and not callable(unique):
         raise TypeError(f"{where}: unique is True, False or a key(records, *args, **kwargs) -> str, not {unique!r}")

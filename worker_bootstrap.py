@@ -127,6 +127,22 @@ def parse_odoo_config(odoo_args):
         config.parse_config(odoo_args)
 
 
+def prepare_metrics():
+    """A worker with ``celery_metrics_port``: a folder of its own where each of its processes keeps its
+    metrics (prometheus_client's multiprocess mode, which is chosen when prometheus_client is imported)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from odoo.addons.celery_task import config
+
+    if config.addon_option("metrics_port") is None:
+        return
+    folder = tempfile.mkdtemp(prefix="celery_task_metrics_")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, True)
+
+
 def main(argv=None):
     odoo_args, celery_args = split_arguments(list(sys.argv[1:] if argv is None else argv))
     parse_odoo_config(odoo_args)
@@ -138,10 +154,15 @@ def main(argv=None):
     LOG_LEVELS["INFO"] = logging.INFO
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(celery|kombu|redis)(\.|$)")
     _ensure_addon_importable()
+    if celery_args and celery_args[0] == "worker":
+        prepare_metrics()
     from odoo.addons.celery_task import worker
     from odoo.addons.celery_task.app import celery_app
 
     if celery_args and celery_args[0] in COMMANDS_NEEDING_REGISTRY:
+        from odoo.addons.celery_task import sessions
+
+        sessions.apply_to_process()  # before the first session: Odoo's cursors carry it too
         _load_registries()
     worker.install(celery_app)
     return celery_app.start(celery_args or ["--help"])

@@ -1,5 +1,6 @@
 """The addon's features at volume, each against the plain call in the same run: a chord's members, unique
-tasks, concurrency limits; and a process that exits right after its commits."""
+tasks, concurrency limits, per-call options, tasks scheduled a day ahead; and a process that exits right
+after its commits."""
 
 import re
 import subprocess
@@ -130,3 +131,60 @@ def _watch_exit(ours, queue, last_commit, process, timeout=30.0):
                 seen["marked_sent_s"] = now - last_commit
         time.sleep(0.005)
     return seen
+
+
+def options_enqueue(ours, ids, markers, runs, sink_queue):
+    """Per run: plain ``touch`` calls against ``touch`` with options of its own (``with_delay(priority=1)``),
+    one committed transaction each, to a queue nobody reads."""
+    measured = {"plain": [], "with_options": []}
+    ours.route(sink_queue)
+    for number in range(1, runs + 1):
+        measure.log(f"options: run {number}/{runs}: {len(ids)} plain calls and {len(ids)} with options")
+        for kind in measured:
+            ours.reset()
+            value = next(markers)
+            started, cpu = time.perf_counter(), time.process_time()
+            for item_id in ids:
+                if kind == "plain":
+                    ours.touch(item_id, value)
+                else:
+                    ours.touch_delayed(item_id, value, priority=1)
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+            ours.settle()
+            measured[kind].append({"enqueue_ms": wall * 1000 / len(ids), "enqueue_cpu_ms": cpu * 1000 / len(ids)})
+    stack.delete_queues(ours.app, [sink_queue])
+    return measured
+
+
+SCHEDULED_BATCH = 1000
+SCHEDULED_SETTLE = 12.0  # two relay rounds and many rounds of the publisher of due tasks
+
+
+def scheduled_at_rest(ours, ids, count, markers):
+    """``count`` calls scheduled a day ahead, against none: the worker's memory, its queue on the broker, and the
+    relay's round (this process). They wait in PostgreSQL: memory and queue length must not grow."""
+    import relay_cost
+
+    def state():
+        time.sleep(SCHEDULED_SETTLE)
+        return {
+            "memory": ours.worker.memory(),
+            "queued_messages": stack.message_count(ours.app, ours.worker.queue),
+            "relay": relay_cost.relay_rounds([ours.worker.queue]),
+        }
+
+    ours.reset()
+    ours.route(ours.worker.queue)
+    measure.log(f"scheduled: the worker with nothing scheduled, then with {count} calls due in a day")
+    before = state()
+    value = next(markers)
+    started = time.perf_counter()
+    for start in range(0, count, SCHEDULED_BATCH):
+        batch = [ids[(start + offset) % len(ids)] for offset in range(min(SCHEDULED_BATCH, count - start))]
+        ours.touch_many(batch, value, countdown=86400)
+    enqueue_s = time.perf_counter() - started
+    ours.settle()
+    after = state()
+    states = dict(ours.rows.query("SELECT state, count(*) FROM celery_task GROUP BY 1"))
+    ours.reset()
+    return {"scheduled": count, "enqueue_s": enqueue_s, "states": states, "none": before, "scheduled_day_ahead": after}

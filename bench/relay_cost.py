@@ -37,9 +37,9 @@ def counted():
 
     from odoo.addons.celery_task import compat
 
-    def open_connection(dbname, role=None):
+    def open_connection(dbname, role=None, **parameters):
         _counts["connections"] += 1
-        return psycopg2.connect(connection_factory=CountingConnection, **connection_info_for(dbname)[1])
+        return psycopg2.connect(connection_factory=CountingConnection, **connection_info_for(dbname)[1], **parameters)
 
     original = compat.open_connection
     compat.open_connection = open_connection

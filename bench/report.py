@@ -101,6 +101,11 @@ def verdict(result, broker):
         ratios["limited_drain_cpu"] = paired(
             runs_of(limits["touch_limited"], "drain_cpu_ms"), runs_of(limits["touch"], "drain_cpu_ms")
         )
+    if "options" in result:
+        options = result["options"]
+        ratios["options_enqueue"] = paired(
+            runs_of(options["with_options"], "enqueue_ms"), runs_of(options["plain"], "enqueue_ms")
+        )
     if "backlog" in result:
         for name, runs in result["backlog"]["series"].items():
             if len(runs) > 1 and "drain_tps" in runs[0]:
@@ -370,6 +375,21 @@ def part_rows(result):
                 f"worker CPU/task {fmt(ratios['limited_drain_cpu'], 2)}x",
             )
         )
+    if "options" in result:
+        options = result["options"]
+        rows.append(
+            (
+                "options",
+                "enqueue ms/call: with_delay(priority=1) / plain",
+                versus(options["with_options"], options["plain"], "enqueue_ms", 3),
+                fmt(ratios["options_enqueue"], 2),
+                "",
+            )
+        )
+    if "scheduled" in result:
+        rows += scheduled_rows(result["scheduled"])
+    if "metrics" in result:
+        rows += metrics_rows(result["metrics"])
     if "exit" in result:
         for number, run in enumerate(result["exit"], 1):
             seconds = ", ".join(
@@ -446,6 +466,79 @@ def database_rows(part):
     return rows
 
 
+def metrics_rows(part):
+    """A drain with a worker's metrics on against off; the gauges' statement and a scrape over a large table."""
+    on, off = part["drain"]["metrics_on"], part["drain"]["metrics_off"]
+    scrape = part["scrape"]
+    table = f"{scrape['finished_rows']} finished, {scrape['waiting']} waiting"
+    return [
+        (
+            "metrics",
+            "drain tasks/s: metrics on / off",
+            versus(on, off, "drain_tps", 0),
+            fmt(paired(runs_of(on, "drain_tps"), runs_of(off, "drain_tps")), 2),
+            f"worker CPU/task {fmt(paired(runs_of(on, 'drain_cpu_ms'), runs_of(off, 'drain_cpu_ms')), 2)}x",
+        ),
+        ("metrics", f"gauges' statement ms ({table})", f"{scrape['statement_ms']:.1f}", "", ""),
+        (
+            "metrics",
+            "scrape ms: read anew / within the cache period",
+            f"{scrape['scrape_read_ms']:.1f} / {scrape['scrape_cached_ms']:.1f}",
+            "",
+            "",
+        ),
+    ]
+
+
+def scheduled_rows(part):
+    """The worker and its queue with nothing scheduled, then with calls scheduled a day ahead."""
+    none, scheduled = part["none"], part["scheduled_day_ahead"]
+    label = f"0 / {part['scheduled']} scheduled a day ahead"
+    main = [state["memory"]["main"]["pss_mib"] for state in (none, scheduled)]
+    pool = [pool_pss(state["memory"]) for state in (none, scheduled)]
+    return [
+        (
+            "scheduled",
+            f"{label}: worker PSS MiB, main / pool",
+            f"{main[0]:.1f} / {main[1]:.1f}",
+            "",
+            f"pool {pool[0]:.1f} / {pool[1]:.1f}",
+        ),
+        (
+            "scheduled",
+            f"{label}: messages in the worker's queue",
+            f"{none['queued_messages']} / {scheduled['queued_messages']}",
+            "",
+            "",
+        ),
+        ("scheduled", f"{label}: relay round", f"{cost(none['relay'])} / {cost(scheduled['relay'])}", "", ""),
+        (
+            "scheduled",
+            f"enqueue of {part['scheduled']} scheduled calls s",
+            f"{part['enqueue_s']:.1f}",
+            "",
+            str(part["states"]),
+        ),
+    ]
+
+
+def background_rows(part):
+    """(part, metric, value, ratio, note) rows of the idle workers' background work and the relay's round."""
+    rows = []
+    for step in part.get("steps", []):
+        workers = f"{step['workers']} idle worker(s)"
+        for key, label in (("statements_per_s", "statements/s"), ("postgres_cpu_ms_per_s", "PostgreSQL CPU ms/s")):
+            ratio = step.get(f"{key}_vs_one")
+            met = goal("16 workers <= 1.5x one:", ratio <= 1.5) if step["workers"] == 16 and ratio else ""
+            shown = "" if ratio is None else f"{ratio:.2f}"
+            rows.append(("background", f"{workers}: {label}", f"{step[key]:.2f}", shown, met))
+        rows.append(("background", f"{workers}: their own CPU ms/s", f"{step['workers_cpu_ms_per_s']:.1f}", "", ""))
+    if "relay" in part:
+        relay = part["relay"]
+        rows.append(("background", f"relay round over {relay['backlog']} waiting", cost(relay["relay"]), "", ""))
+    return rows
+
+
 def render(rows):
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
@@ -462,8 +555,8 @@ def table(results):
     against = [("broker", "mode", "metric", "ours", "queue_job", "ours/queue_job", "target")]
     parts = [("broker", "part", "metric", "value", "ratio", "target / note")]
     for broker, result in results.items():
-        if broker == "databases":
-            parts += [(broker_of(results), *row) for row in database_rows(result)]
+        if broker in OTHER_PARTS:
+            parts += [(broker_of(results), *row) for row in OTHER_PARTS[broker](result)]
             continue
         if "ours" in result:
             main += [(broker, *row) for row in main_rows(result)]
@@ -477,5 +570,8 @@ def table(results):
     return "\n\n".join(sections)
 
 
+OTHER_PARTS = {"databases": database_rows, "background": background_rows}
+
+
 def broker_of(results):
-    return next(name for name in results if name != "databases")
+    return next(name for name in results if name not in OTHER_PARTS)

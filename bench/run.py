@@ -22,9 +22,11 @@ import warnings
 from pathlib import Path
 
 import against_queue_job
+import background_cost
 import backlog
 import features
 import many_databases
+import metrics_cost
 import queue_job_side
 import report
 import stack
@@ -32,7 +34,21 @@ from measure import PROBE_INTERVAL, drain, fill, log, measure_latency, warm_up
 from profiling import Profiles
 from sides import ODOO_TABLE, OdooFloor, Ours, Raw, Rows
 
-PARTS = ("main", "queue_job", "memory", "backlog", "latency_backlog", "workflows", "unique", "exit", "databases")
+PARTS = (
+    "main",
+    "queue_job",
+    "memory",
+    "backlog",
+    "latency_backlog",
+    "workflows",
+    "unique",
+    "exit",
+    "databases",
+    "background",
+    "options",
+    "scheduled",
+    "metrics",
+)
 PRESETS = {
     "full": {
         "tasks": 5000,
@@ -44,6 +60,11 @@ PRESETS = {
         "chord": 1000,
         "feature_tasks": 2000,
         "databases": [1, 10, 50],
+        "background_workers": [1, 4, 16],
+        "background_backlog": 50000,
+        "relay_backlog": 200000,
+        "scheduled": 100000,
+        "metrics_backlog": 50000,
     },
     "quick": {
         "tasks": 300,
@@ -55,6 +76,11 @@ PRESETS = {
         "chord": 100,
         "feature_tasks": 200,
         "databases": [1, 3],
+        "background_workers": [1, 2],
+        "background_backlog": 2000,
+        "relay_backlog": 5000,
+        "scheduled": 5000,
+        "metrics_backlog": 1000,
     },
 }
 WARMUP_TASKS = 50
@@ -136,6 +162,16 @@ def bench_broker(broker, ctx, preset, profiles, parts, first):
             result["workflows"] = features.chord_vs_plain(
                 ours, chord_ids, ids[preset["chord"]], markers, preset["runs"]
             )
+            ctx["save"]()
+        if "options" in parts:
+            feature_ids = ids[: preset["feature_tasks"]]
+            result["options"] = features.options_enqueue(ours, feature_ids, markers, preset["runs"], queues["sink"])
+            ctx["save"]()
+        if "metrics" in parts and first:
+            result["metrics"] = metrics_cost.bench(ctx, ours, ids, markers, preset, broker)
+            ctx["save"]()
+        if "scheduled" in parts:
+            result["scheduled"] = features.scheduled_at_rest(ours, ids, preset["scheduled"], markers)
             ctx["save"]()
         if "unique" in parts:
             feature_ids = ids[: preset["feature_tasks"]]
@@ -244,6 +280,11 @@ def parse_args(argv):
     parser.add_argument("--chord", type=int, help="members of the chord (and plain calls it is compared with)")
     parser.add_argument("--feature-tasks", type=int, help="calls per run of the unique and limit comparisons")
     parser.add_argument("--databases", type=sizes, help="numbers of databases served, comma-separated (1,10,50)")
+    parser.add_argument("--background-workers", type=sizes, help="counts of idle workers (default 1,4,16)")
+    parser.add_argument("--background-backlog", type=int, help="tasks waiting while the idle workers are measured")
+    parser.add_argument("--relay-backlog", type=int, help="tasks waiting for the background part's relay round")
+    parser.add_argument("--scheduled", type=int, help="calls scheduled a day ahead in the scheduled part (100000)")
+    parser.add_argument("--metrics-backlog", type=int, help="tasks waiting while the metrics' scrape is timed")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="profile the first run of each side into DIR")
     args = parser.parse_args(argv)
     preset = dict(PRESETS["quick" if args.quick else "full"])
@@ -360,6 +401,11 @@ def main(argv=None):
             results[broker].update(report.verdict(results[broker], broker))
         if "databases" in parts:
             results["databases"] = many_databases.bench(ctx, brokers[0], preset["databases"])
+        if "background" in parts:
+            results["background"] = background_cost.bench(
+                ctx, brokers[0], preset["background_workers"], preset["background_backlog"]
+            )
+            results["background"]["relay"] = background_cost.relay_round(ctx, preset["relay_backlog"])
         save()
         print(report.table(results))
         log(f"written to {args.out}")

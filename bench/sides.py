@@ -112,11 +112,19 @@ class Ours(CeleryDrain):
         with self._env() as env:
             getattr(env[MODEL].browse(item_id), method)(value)
 
-    def touch_many(self, ids, value, method="touch"):
-        """One decorated call per id, all in one committed transaction: a backlog filled fast."""
+    def touch_many(self, ids, value, method="touch", **options):
+        """One decorated call per id, all in one committed transaction: a backlog filled fast.
+
+        ``options``: the calls' own (``with_delay``).
+        """
         with self._env() as env:
-            for item_id in ids:
-                getattr(env[MODEL].browse(item_id), method)(value)
+            for item in env[MODEL].browse(ids):
+                getattr(item.with_delay(**options) if options else item, method)(value)
+
+    def touch_delayed(self, item_id, value, **options):
+        """``touch`` with options of its own (queue_job's spelling), in its own committed transaction."""
+        with self._env() as env:
+            env[MODEL].browse(item_id).with_delay(**options).touch(value)
 
     def chord(self, ids, anchor_id, value):
         """A chord in one committed transaction: ``touch(value)`` on each id, then ``chord_done`` on the anchor."""

@@ -1,11 +1,15 @@
-"""Take the README's screenshots: the task list and the dashboard, in a real browser, with real tasks.
+"""Take the screenshots: the task list and the dashboard, in a real browser, with real tasks; and the Apps page.
 
-    python docs/screenshots.py            # writes docs/screenshots/tasks.png and dashboard.png
+    python docs/screenshots.py
 
-Needs what the tests need (see README: Run the tests), Chromium included. It makes a database
-from the tests' template, starts an Odoo server and a worker on it, calls a few decorated
-methods (done, failed, running, waiting in a workflow), logs in as admin through Chrome's
-DevTools protocol and captures the pages; then it removes everything it made.
+writes static/description/tasks.png and dashboard.png (the Apps page and docs/ui.md show them),
+then, for the Apps store and menu, docs/screenshots/apps.png (the Apps menu searched for the
+module) and apps-module.png (the module's page there, which shows static/description/index.html
+with those two images). Needs what the tests need (see
+docs/testing.md), Chromium included. It makes a database from the tests' template, starts an
+Odoo server and a worker on it, calls a few decorated methods (done, failed, running, waiting in
+a workflow), logs in as admin through Chrome's DevTools protocol and captures the pages; then it
+removes everything it made.
 """
 
 import base64
@@ -29,7 +33,10 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import harness  # noqa: E402 - the tests' real parts, found next to this folder
 
 OUT = HERE / "screenshots"
+DESCRIPTION = HERE.parent / "static" / "description"
 SIZE = (1440, 860)
+#: The module's page in the Apps menu is taller: its description holds both screenshots.
+MODULE_PAGE_HEIGHT = 3300
 
 
 class Browser:
@@ -84,10 +91,18 @@ class Browser:
     def open(self, url, ready, timeout=30):
         """Go to ``url``, then wait until the CSS selector ``ready`` matches."""
         self.call("Page.navigate", url=url)
-        check = f"Boolean(document.querySelector({json.dumps(ready)}))"
-        harness.wait_for(lambda: self.evaluate(check)["result"].get("value"), timeout, 0.2, f"{ready} on {url}")
+        self.wait_until(f"Boolean(document.querySelector({json.dumps(ready)}))", f"{ready} on {url}", timeout)
 
-    def capture(self, path):
+    def wait_until(self, expression, what, timeout=30):
+        """Until the JavaScript ``expression`` is true in the page."""
+        harness.wait_for(lambda: self.evaluate(expression)["result"].get("value"), timeout, 0.2, what)
+
+    def resize(self, width, height):
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+
+    def capture(self, path, without_notices=False):
+        if without_notices:
+            self.evaluate("document.querySelectorAll('.o_notification_close').forEach((button) => button.click())")
         time.sleep(1.0)  # let the last rendering settle
         data = self.call("Page.captureScreenshot", format="png")["data"]
         path.write_bytes(base64.b64decode(data))
@@ -181,10 +196,37 @@ def main():
         )
         time.sleep(2)
         browser.open(f"{base}/web#action=celery_task.action_celery_task", ".o_list_view tr.o_data_row")
-        browser.capture(OUT / "tasks.png")
+        browser.capture(DESCRIPTION / "tasks.png", without_notices=True)
         browser.open(f"{base}/web#action=celery_task.action_celery_dashboard", ".o_celery_dashboard .o_celery_kpis")
-        browser.evaluate("document.querySelectorAll('.o_notification_close').forEach((button) => button.click())")
-        browser.capture(OUT / "dashboard.png")
+        browser.capture(DESCRIPTION / "dashboard.png", without_notices=True)
+        capture_apps_page(browser, base, Registry(dbname))
+
+
+def capture_apps_page(browser, base, registry):
+    """The Apps menu searched for the module, then the module's page: static/description/index.html."""
+    from odoo import api
+
+    with registry.cursor() as cr:
+        env = api.Environment(cr, api.SUPERUSER_ID, {})
+        module_id = env["ir.module.module"].search([("name", "=", "celery_task")]).id
+    apps = f"{base}/web#action=base.open_module_tree"
+    browser.open(apps, ".o_kanban_view .o_kanban_record")
+    browser.evaluate(
+        "const input = document.querySelector('.o_searchview_input'); input.value = 'Celery Task';"
+        " input.dispatchEvent(new Event('input', {bubbles: true}));"
+        " input.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));"
+    )
+    browser.wait_until(
+        "document.querySelectorAll('.o_kanban_record:not(.o_kanban_ghost)').length === 1", "the module alone"
+    )
+    browser.capture(OUT / "apps.png", without_notices=True)
+    browser.resize(SIZE[0], MODULE_PAGE_HEIGHT)
+    browser.open(f"{apps}&model=ir.module.module&id={module_id}&view_type=form", ".o_module_form .oe_styling_v8 img")
+    browser.wait_until(
+        "[...document.querySelectorAll('.oe_styling_v8 img')].every((image) => image.complete)", "images"
+    )
+    browser.capture(OUT / "apps-module.png", without_notices=True)
+    browser.resize(*SIZE)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 from . import (
+    base,
     celery_periodic_task,
+    celery_queue,
     celery_task,
     celery_task_duration,
     celery_task_hourly,

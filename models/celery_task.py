@@ -12,7 +12,7 @@ import uuid
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
-from .. import compat, task_record, task_specs
+from .. import compat, config, task_record, task_specs
 from ..app import celery_app
 from ..outbox import publish_after_commit
 
@@ -44,8 +44,16 @@ PROTECTED_FIELDS = frozenset(
         "identity_key",
         "unique_running",
         "limit_name",
+        "max_retries",
+        "time_limit",
+        "soft_time_limit",
     }
 )
+
+CALL_OWN = "This call's own option; empty: its decorator's."
+
+#: A scheduled task's eta, changed by a Celery manager (the form, or ``write`` by RPC): it is not on the broker.
+RESCHEDULABLE = frozenset({"eta"})
 
 
 def _percent(state, current, total):
@@ -77,8 +85,11 @@ class CeleryTask(models.Model):
     call_repr = fields.Char("Call", readonly=True)
     queue = fields.Char(readonly=True)
     priority = fields.Integer(readonly=True)
-    eta = fields.Datetime("Run after", readonly=True)
+    eta = fields.Datetime("Run after", help="A scheduled task waits in the database until then; a manager may move it.")
     expires_at = fields.Datetime("Expires", readonly=True)
+    max_retries = fields.Integer("Max Retries", readonly=True, help=CALL_OWN)
+    time_limit = fields.Float("Time Limit (s)", readonly=True, help=CALL_OWN)
+    soft_time_limit = fields.Float("Soft Time Limit (s)", readonly=True, help=CALL_OWN)
     state = fields.Selection(task_record.STATE_LABELS, default=task_record.PENDING, required=True, readonly=True)
     attempts = fields.Integer(readonly=True)
     sent_at = fields.Datetime("Sent", readonly=True)
@@ -120,6 +131,9 @@ class CeleryTask(models.Model):
     limit_name = fields.Char("Limit", readonly=True, help="The concurrency limit whose slots this task takes.")
     limit_size = fields.Integer("Limit Size", compute="_compute_limit_size")
     notice_pending = fields.Boolean(readonly=True, help="Its owner has not been told of its outcome yet.")
+    waits_in_database = fields.Boolean(
+        compute="_compute_waits_in_database", help="Scheduled, or a retry not sent yet: a manager may move its time."
+    )
     previous_task_ids = fields.Many2many("celery.task", string="Previous Steps", compute="_compute_steps")
     next_task_ids = fields.Many2many("celery.task", string="Next Steps", compute="_compute_steps")
     member_task_ids = fields.Many2many("celery.task", string="Members", compute="_compute_steps")
@@ -155,24 +169,53 @@ class CeleryTask(models.Model):
             "CREATE INDEX IF NOT EXISTS celery_task_expiring_idx ON celery_task (expires_at)"
             " WHERE done_at IS NULL AND expires_at IS NOT NULL"
         )
+        # The publisher of due tasks: only tasks with an eta have an entry (the claim never writes eta).
+        cr.execute(
+            "CREATE INDEX IF NOT EXISTS celery_task_eta_idx ON celery_task (eta)"
+            " WHERE done_at IS NULL AND eta IS NOT NULL"
+        )
 
     @api.model_create_multi
     def create(self, vals_list):
         raise AccessError(_("Celery tasks are created by calling a decorated method, not through create()."))
 
     def write(self, vals):
-        forbidden = PROTECTED_FIELDS.intersection(vals)
+        forbidden = PROTECTED_FIELDS.intersection(vals) - RESCHEDULABLE
         if forbidden:
             raise AccessError(
                 _("These task fields decide what a worker runs and cannot be changed: %s", ", ".join(sorted(forbidden)))
             )
+        if RESCHEDULABLE.intersection(vals):
+            self._check_reschedulable(vals["eta"])
         return super().write(vals)
+
+    def _check_reschedulable(self, eta):
+        """A new eta only for the tasks that wait in the database (scheduled, or a retry not sent yet): the
+        others are on the broker already, or finished."""
+        published = self.filtered(lambda task: not task.waits_in_database)
+        if published:
+            raise UserError(
+                _(
+                    "Only tasks that wait in the database (scheduled, or a retry not sent yet) can be given "
+                    "another time: %s",
+                    ", ".join(published.mapped("display_name")),
+                )
+            )
+        if not eta:
+            raise UserError(_("A scheduled task needs a time to run at."))
 
     @api.depends("state", "started_at", "done_at")
     def _compute_duration(self):
         for task in self:
             end = task.done_at or (task.state == task_record.STARTED and fields.Datetime.now())
             task.duration = (end - task.started_at).total_seconds() if task.started_at and end else 0.0
+
+    @api.depends("state", "sent_at")
+    def _compute_waits_in_database(self):
+        for task in self:
+            task.waits_in_database = task.state == task_record.SCHEDULED or (
+                task.state == task_record.RETRY and not task.sent_at
+            )
 
     @api.depends("record_ids")
     def _compute_record_count(self):
@@ -274,7 +317,8 @@ class CeleryTask(models.Model):
         self.flush_recordset()
         cr = self.env.cr
         for task in self:
-            cr.execute(task_record.REQUEUE_TASK, {"uuid": str(uuid.uuid4()), "id": task.id})
+            values = {"uuid": str(uuid.uuid4()), "id": task.id, "horizon": config.schedule_horizon()}
+            cr.execute(task_record.REQUEUE_TASK, values)
             row = cr.dictfetchone()
             cr.execute(task_record.REVIVE_DOWNSTREAM, {"id": task.id})
             if row["state"] == task_record.PENDING:
@@ -383,6 +427,7 @@ class CeleryTask(models.Model):
             "manager": self.env.user.has_group("celery_task.group_celery_manager"),
             "waiting": sum(count for state, count in states.items() if state in waiting_states),
             "running": states.get(task_record.STARTED, 0),
+            "scheduled": states.get(task_record.SCHEDULED, 0),
             "done_today": finished.get(task_record.DONE, 0),
             "failed_today": finished.get(task_record.FAILED, 0),
             "oldest_waiting_seconds": (now - oldest).total_seconds() if oldest else None,

@@ -3,4 +3,4 @@
 The pytest suite beside it never imports this package (see addon_layout.py).
 """
 
-from . import test_ui_tour
+from . import test_metrics_route, test_ui_tour

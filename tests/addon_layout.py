@@ -47,4 +47,6 @@ _stand_in_packages()
 def pytest_ignore_collect(collection_path, config):
     if collection_path.parent == TESTS and collection_path.name in _odoo_test_modules():
         return True
+    if collection_path == TESTS / "addons":  # the test addons' own tests run under Odoo's runner
+        return True
     return None

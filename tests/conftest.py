@@ -1,6 +1,8 @@
 """Session-wide real parts: one Odoo 18 database (and a copy), a worker per broker."""
 
 import os
+import shutil
+import subprocess
 import warnings
 
 import pytest
@@ -17,6 +19,7 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: "hosts" not in item.keywords)  # the slowest file first: it runs beside the others
     if ODOO_MISSING and os.environ.get("CELERY_TASK_TEST_REQUIRE_ODOO"):
         raise pytest.UsageError(f"CELERY_TASK_TEST_REQUIRE_ODOO is set and {ODOO_MISSING}")
     if ODOO_MISSING:
@@ -62,9 +65,10 @@ def odoo_stack(tmp_path_factory):
         celery_relay_interval="1",
         celery_relay_delay="3",
         celery_concurrency_backoff="0.05",
+        celery_schedule_horizon="3",
     )
     parse_config(config_path)
-    template = harness.create_database(config_path, databases[0], "celery_task_test", log_dir / "install.log")
+    template = harness.create_database(config_path, databases[0], harness.TEST_MODULES, log_dir / "install.log")
     harness.copy_database(template, databases[1])
     stack = harness.Stack(home, config_path, databases, log_dir)
     stack.template = template
@@ -129,3 +133,22 @@ def private_redis(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def database_copy(stack):
+    """A copy of the test database and its filestore, made while the suite's connections stay open."""
+    from odoo.tools import config
+
+    name = f"{stack.db}_copy"
+    harness.drop_database(name)
+    subprocess.run(["createdb", name], check=True, capture_output=True)
+    dump = subprocess.Popen(["pg_dump", "--no-owner", stack.db], stdout=subprocess.PIPE)
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", name], stdin=dump.stdout, check=True, capture_output=True)
+    assert dump.wait() == 0
+    filestore = config.filestore(stack.db)
+    if os.path.isdir(filestore):
+        shutil.copytree(filestore, config.filestore(name), dirs_exist_ok=True)
+    yield name
+    harness.drop_database(name)
+    shutil.rmtree(config.filestore(name), ignore_errors=True)

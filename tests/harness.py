@@ -4,6 +4,7 @@ import ast
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -17,7 +18,9 @@ import urllib.parse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_ADDON = REPO / "tests" / "addons" / "celery_task_test"
+TEST_ADDONS = REPO / "tests" / "addons"
+#: What the tests' databases install: the test addon, and the addon converted from queue_job (docs/from-queue-job.md).
+TEST_MODULES = "celery_task_test,celery_task_from_queue_job"
 REDIS_URL = os.environ.get("CELERY_TASK_TEST_REDIS", "redis://127.0.0.1:6379")
 AMQP_URL = os.environ.get("CELERY_TASK_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 BROKERS = {"redis": f"{REDIS_URL}/14", "rabbitmq": AMQP_URL}
@@ -71,14 +74,15 @@ def wait_for(predicate, timeout, interval=0.1, what="condition"):
 
 
 class OdooHome:
-    """A folder with an addons path holding this checkout as ``celery_task`` and the test addon."""
+    """A folder with an addons path holding this checkout as ``celery_task`` and the tests' addons."""
 
     def __init__(self, odoo):
         self.root = Path(tempfile.mkdtemp(prefix="celery_task_test_"))
         addons = self.root / "addons"
         addons.mkdir()
         (addons / "celery_task").symlink_to(REPO)
-        (addons / "celery_task_test").symlink_to(TEST_ADDON)
+        for addon in TEST_ADDONS.iterdir():
+            (addons / addon.name).symlink_to(addon)
         source_root = odoo_source_root(odoo)
         paths = [source_root / "odoo" / "addons", source_root / "addons", addons]
         self.addons_path = ",".join(str(path) for path in paths if path.is_dir())
@@ -216,6 +220,39 @@ def drop_database(dbname):
     shutil.rmtree(config.filestore(dbname), ignore_errors=True)
 
 
+def rpc(dbname, uid, password, model, method, *args, **kwargs):
+    """An XML-RPC/JSON-RPC ``execute_kw`` call, dispatched the way Odoo's RPC controllers do."""
+    from odoo.service import model as rpc_model
+
+    return rpc_model.dispatch("execute_kw", [dbname, uid, password, model, method, list(args), kwargs])
+
+
+def run_odoo_tests(stack, dbname, module, tags, log_path):
+    """Odoo's own test runner on ``dbname`` for ``module``'s tests matching ``tags``; its output in ``log_path``."""
+    with open(log_path, "w") as log:
+        return subprocess.run(
+            [
+                *stack.odoo_command(),
+                "-d",
+                dbname,
+                # Updating the addon limits the tests Odoo imports to its own: 19.0 imports those of
+                # every loaded module otherwise, and the test-sized trees lack some of them.
+                "-u",
+                module,
+                "--test-enable",
+                "--test-tags",
+                tags,
+                "--stop-after-init",
+                f"--http-port={free_port()}",
+                "--log-level=info",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=stack.home.root,
+            timeout=300,
+        )
+
+
 class Worker:
     """A real ``python odoo_celery.py worker`` process, with its log in a file."""
 
@@ -226,9 +263,13 @@ class Worker:
         self.config_path = config_path
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.concurrency = concurrency
-        self.entry = entry or [sys.executable, str(REPO / "odoo_celery.py"), "-c", str(config_path)]
+        self.entry = entry or self.default_entry(config_path)
         self.extra = list(extra)
         self.process = None
+
+    @staticmethod
+    def default_entry(config_path):
+        return [sys.executable, str(REPO / "odoo_celery.py"), "-c", str(config_path)]
 
     def command(self):
         return [
@@ -475,6 +516,20 @@ class Beat(Worker):
         wait_for(started, timeout, interval=0.2, what="beat to start")
 
 
+def redis_queue(client, queue):
+    """The messages waiting in ``queue`` on Redis, decoded: kombu keeps each priority step in a list of its own."""
+    from kombu.transport.redis import PRIORITY_STEPS
+
+    names = [queue] + [f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS if step]
+    return [json.loads(message) for name in names for message in client.lrange(name, 0, -1)]
+
+
+def delete_redis_queue(client, queue):
+    from kombu.transport.redis import PRIORITY_STEPS
+
+    client.delete(queue, *(f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS if step))
+
+
 def free_port():
     with contextlib.closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -484,30 +539,32 @@ def free_port():
 class PrivateRedis:
     """A redis-server of the test's own on a loopback port, to stop and start as a broker outage."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, host="127.0.0.1"):
+        self.host = host
         self.port = free_port()
         self.workdir = Path(workdir)
         self.process = None
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self):
         self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "yes"],
+            ["redis-server", "--bind", self.host, "--port", str(self.port), "--save", "", "--appendonly", "yes"]
+            + ([] if self.host == "127.0.0.1" else ["--protected-mode", "no"]),
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: port_open("127.0.0.1", self.port), 10, what=f"redis on port {self.port}")
+        wait_for(lambda: port_open(self.host, self.port), 10, what=f"redis on port {self.port}")
         return self
 
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
-        wait_for(lambda: not port_open("127.0.0.1", self.port), 10, what=f"redis on port {self.port} to stop")
+        wait_for(lambda: not port_open(self.host, self.port), 10, what=f"redis on port {self.port} to stop")
 
 
 class BrokerOutage:
@@ -515,19 +572,20 @@ class BrokerOutage:
     through it (refused connections, dropped sessions), start() its end. The broker itself, and
     everyone else's connections to it, are untouched."""
 
-    def __init__(self, url):
+    def __init__(self, url, host="127.0.0.1"):
         parsed = urllib.parse.urlsplit(url)
         self.target = (parsed.hostname, parsed.port)
+        self.host = host
         self.port = free_port()
         self.url = urllib.parse.urlunsplit(
-            parsed._replace(netloc=parsed.netloc.replace(f":{parsed.port}", f":{self.port}"))
+            parsed._replace(netloc=parsed.netloc.replace(f"{parsed.hostname}:{parsed.port}", f"{host}:{self.port}"))
         )
         self.listener = None
         self.connections = []
         self.lock = threading.Lock()
 
     def start(self):
-        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self.listener = socket.create_server((self.host, self.port), reuse_port=False)
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
         return self
 

@@ -52,10 +52,10 @@ def test_publisher_thread_sends_after_commit_and_marks_sent_in_batches(stack):
         rows = [stack.task_row(task_uuid) for task_uuid in uuids]
         assert all(row["state"] == "pending" and row["sent_at"] for row in rows), "published and marked sent"
         assert len({row["sent_at"] for row in rows}) < len(rows), "marked in batches, not one update per call"
-        queued = [json.loads(message)["headers"]["id"] for message in broker.lrange(queue, 0, -1)]
+        queued = [message["headers"]["id"] for message in harness.redis_queue(broker, queue)]
         assert sorted(queued) == sorted(uuids), "each committed call is on the broker once"
     finally:
-        broker.delete(queue)
+        harness.delete_redis_queue(broker, queue)
         with stack.env() as env:
             env.cr.execute("DELETE FROM celery_task WHERE queue = %s", [queue])
 
@@ -81,12 +81,12 @@ def test_a_script_that_exits_right_after_its_commits_publishes_its_calls_first(s
     try:
         assert done.returncode == 0 and "committed" in done.stdout, done.stderr[-3000:]
         assert "can't register atexit" not in done.stderr and "broker refused" not in done.stderr, done.stderr[-3000:]
-        assert broker.llen(queue) == 5, "all five were on the broker when the script ended"
+        assert len(harness.redis_queue(broker, queue)) == 5, "all five were on the broker when the script ended"
         with stack.env() as env:
             env.cr.execute("SELECT count(sent_at) FROM celery_task WHERE queue = %s", [queue])
             assert env.cr.fetchone()[0] == 5, "and marked sent: the relay has nothing to do"
     finally:
-        broker.delete(queue)
+        harness.delete_redis_queue(broker, queue)
         with stack.env() as env:
             env.cr.execute("DELETE FROM celery_task WHERE queue = %s", [queue])
 

@@ -118,6 +118,44 @@ def test_a_finish_after_a_cancel_commits_nothing_the_method_did(odoo_stack, work
     assert row["id"] not in held_locks(odoo_stack, worker), "a task that did not end done is unlocked"
 
 
+def test_a_finish_after_another_worker_claimed_the_task_again_commits_nothing(odoo_stack, worker, caplog):
+    item_id = odoo_stack.new_item()
+    row = odoo_stack.unpublished_call("bump", item_id, 5)
+    with pytest.raises(Ignore), caplog.at_level(logging.INFO), claiming(odoo_stack, row) as (task, claimed):
+        # as when the server ended this worker's sessions (a host cut off) and another host claimed it
+        odoo_stack.set_task_columns(row["id"], attempts=2, worker_host="other@host")
+        worker.runner.execute(odoo_stack.registry, task, spec_of(row), claimed)
+    task_row = odoo_stack.task_row(row["uuid"])
+    assert (task_row["state"], task_row["attempts"], task_row["worker_host"]) == ("started", 2, "other@host")
+    assert odoo_stack.item(item_id)["value"] == 0, "the method ran, and its effects were rolled back"
+    assert "is no longer this worker's claim (attempt 1)" in caplog.text
+    assert "the task is now started, attempt 2 on other@host; nothing it did commits" in caplog.text
+
+
+def test_a_task_the_relay_published_again_waits_as_sent_pending_not_republished_each_round(odoo_stack, worker):
+    now = datetime.datetime.utcnow()
+    old = now - datetime.timedelta(minutes=10)
+    queue = f"ct-fast-{uuid.uuid4().hex[:8]}"
+    rows = {}
+    for state, columns in (("started", {"started_at": old}), ("retry", {"eta": old})):
+        row = odoo_stack.unpublished_call("bump", odoo_stack.new_item())
+        odoo_stack.set_task_columns(row["id"], queue=queue, state=state, **columns)
+        rows[state] = row
+    ids = [row["id"] for row in rows.values()]
+    cutoff = now - datetime.timedelta(minutes=1)
+    with worker.connections.main_process_cursor(odoo_stack.db) as cr:
+        cr.execute(worker.record.STRANDED_TASKS, {"cutoff": cutoff, "limit": 100, "queues": [queue]})
+        assert sorted(row["id"] for row in cr.fetchall()) == sorted(ids), "its worker is gone, its eta passed"
+        cr.execute(worker.record.MARK_RESENT, {"ids": ids})
+        cr.execute(worker.record.STRANDED_TASKS, {"cutoff": cutoff, "limit": 100, "queues": [queue]})
+        assert cr.fetchall() == [], "published again once: its message waits in its queue"
+        cr.execute(worker.record.LOST_TASKS, {"cutoff": cutoff, "limit": 100, "queues": [queue]})
+        assert cr.fetchall() == [], "and is not taken for lost before celery_relay_resend_after"
+    states = {state: odoo_stack.task_row(row["uuid"]) for state, row in rows.items()}
+    assert {state: row["state"] for state, row in states.items()} == {"started": "pending", "retry": "pending"}
+    assert all(task_row["sent_at"] > old for task_row in states.values())
+
+
 def test_a_claim_reads_its_records_through_the_primary_key_however_big_their_table(odoo_stack, worker):
     from odoo.addons.celery_task.worker import claim
 

@@ -23,11 +23,7 @@ def users(stack):
 
 
 def rpc(stack, uid, model, method, *args, **kwargs):
-    """An XML-RPC/JSON-RPC ``execute_kw`` call, dispatched the way Odoo's RPC controllers do."""
-    from odoo.service import model as rpc_model
-
-    password = PASSWORDS.get(uid, PASSWORD)
-    return rpc_model.dispatch("execute_kw", [stack.db, uid, password, model, method, list(args), kwargs])
+    return harness.rpc(stack.db, uid, PASSWORDS.get(uid, PASSWORD), model, method, *args, **kwargs)
 
 
 def test_managers_see_every_task_plain_users_only_their_own(stack, users):
@@ -199,3 +195,18 @@ def test_vacuum_deletes_finished_tasks_older_than_the_retention(stack, redis, us
         env["ir.config_parameter"].set_param("celery_task.retention_days", "30")
         cron = env.ref("celery_task.ir_cron_vacuum_tasks")
         assert cron.active and (cron.interval_number, cron.interval_type) == (1, "days")
+
+
+def test_a_manager_moves_a_scheduled_task_by_rpc_a_plain_user_cannot(stack, redis, users):
+    from odoo.exceptions import AccessError
+
+    item_id = stack.new_item()
+    with stack.env(uid=users["plain"]) as env:
+        result = env["task.test.item"].browse(item_id).with_delay(countdown=3600).echo("moved")  # writes nothing
+    task_id = stack.task_id(result)
+    soon = (datetime.datetime.utcnow() + datetime.timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
+    with pytest.raises(AccessError):
+        rpc(stack, users["plain"], "celery.task", "write", [task_id], {"eta": soon})
+    rpc(stack, users["manager"], "celery.task", "write", [task_id], {"eta": soon})
+    row = stack.wait_row(result.id, timeout=30)
+    assert (row["state"], row["exc_message"]) == ("done", None), "run at its new time, not in an hour"

@@ -1,15 +1,13 @@
-"""Odoo's own test runner plays the UI tour (tests/test_ui_tour.py) in headless Chromium.
+"""Odoo's own test runner plays the UI tours (tests/test_ui_tour.py) in headless Chromium, and tests the
+metrics route (tests/test_metrics_route.py) over HTTP.
 
 It runs on a throwaway copy of the test database, so nothing the runner does touches the suite's.
 """
 
 import importlib.util
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -25,68 +23,25 @@ def chromium():
     return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
 
-@pytest.fixture
-def database_copy(stack):
-    """A copy of the test database and its filestore, made while the suite's connections stay open."""
-    from odoo.tools import config
-
-    name = f"{stack.db}_ui"
-    harness.drop_database(name)
-    subprocess.run(["createdb", name], check=True, capture_output=True)
-    dump = subprocess.Popen(["pg_dump", "--no-owner", stack.db], stdout=subprocess.PIPE)
-    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", name], stdin=dump.stdout, check=True, capture_output=True)
-    assert dump.wait() == 0
-    filestore = config.filestore(stack.db)
-    if os.path.isdir(filestore):
-        shutil.copytree(filestore, config.filestore(name), dirs_exist_ok=True)
-    yield name
-    harness.drop_database(name)
-    shutil.rmtree(config.filestore(name), ignore_errors=True)
-
-
 def test_task_list_and_form_in_a_browser(stack, database_copy, record_property):
     assert importlib.util.find_spec("websocket"), "Odoo's browser tests need websocket-client (requirements-test.txt)"
     assert chromium(), "no Chromium: install Debian's chromium package (.ci/run does)"
     log_path = stack.log_dir / "ui-tour.log"
-    with open(log_path, "w") as log:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "odoo",
-                "-c",
-                str(stack.config_path),
-                "-d",
-                database_copy,
-                # Updating the addon limits the tests Odoo imports to its own: 19.0 imports those of
-                # every loaded module otherwise, and the test-sized trees lack some of them.
-                "-u",
-                "celery_task",
-                "--test-enable",
-                "--test-tags",
-                "/celery_task:TestTaskUiTour",
-                "--stop-after-init",
-                f"--http-port={harness.free_port()}",
-                "--log-level=info",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=stack.home.root,
-            timeout=300,
-        )
+    tags = "/celery_task:TestTaskUiTour,/celery_task:TestMetricsRoute"
+    done = harness.run_odoo_tests(stack, database_copy, "celery_task", tags, log_path)
     output = log_path.read_text(errors="replace")
     tail = "\n".join(output.splitlines()[-60:])
     assert done.returncode == 0, tail
-    assert SUMMARY.search(output) and SUMMARY.search(output).groups() == ("0", "0", "2"), tail
+    assert SUMMARY.search(output) and SUMMARY.search(output).groups() == ("0", "0", "6"), tail
     from odoo.addons.celery_task.compat import TOUR_SUCCEEDED
 
-    assert output.count(TOUR_SUCCEEDED) >= 2, tail
+    assert output.count(TOUR_SUCCEEDED) >= 3, tail
     seen = {kind: json.loads(payload) for kind, payload in REPORT.findall(output)}
     record_property("browser_saw", json.dumps(seen))
     print(f"browser saw: {json.dumps(seen, indent=1)}")
 
     rows = {row["state"]: row for row in seen["list"]}
-    assert set(rows) >= {"Pending", "Started", "Done", "Failed"}
+    assert set(rows) >= {"Scheduled", "Pending", "Started", "Done", "Failed"}
     assert all(row["has_progress_bar"] for row in seen["list"])
     assert (rows["Started"]["progress"], rows["Started"]["steps"], rows["Started"]["message"]) == (
         "50%",
@@ -96,6 +51,8 @@ def test_task_list_and_form_in_a_browser(stack, database_copy, record_property):
     assert rows["Done"]["progress"] == "100%" and rows["Pending"]["progress"] == "0%"
     assert seen["form"]["requeue_button"] == "Requeue" and not seen["form"]["cancel_button"]
     assert seen["form"]["progress"] == "25%" and "the remote service said no" in seen["form"]["error"]
+
+    assert seen["reschedule"]["eta"].startswith("01/15/2031"), "a manager moved the scheduled task in its form"
 
     dashboard = seen["dashboard"]
     assert (dashboard["waiting"], dashboard["running"], dashboard["failed"]) == ("1", "1", "1")

@@ -14,6 +14,7 @@ from odoo.addons.celery_task.task_record import INSERT_TASK
 
 # (state, progress (current, total, message), error)
 TASKS = [
+    ("scheduled", None, None),
     ("pending", None, None),
     ("started", (2, 4, "step 2 of 4"), None),
     ("done", (4, 4, "all done"), None),
@@ -44,10 +45,14 @@ class TestTaskUiTour(HttpCase):
                     "context": "{}",
                     "queue": "celery",
                     "priority": None,
-                    "eta": None,
+                    "eta": now + datetime.timedelta(days=30) if state == "scheduled" else None,
                     "expires_at": None,
                     "call_repr": f"res.partner({partner.id},).tour_{state}()",
                     "limit_name": None,
+                    "max_retries": None,
+                    "time_limit": None,
+                    "soft_time_limit": None,
+                    "horizon": 60,
                     "now": now,
                 },
             )
@@ -71,6 +76,11 @@ class TestTaskUiTour(HttpCase):
 
     def test_task_list_and_form(self):
         self.start_tour("/web#action=celery_task.action_celery_task", "celery_task_ui_tour", login="admin")
+
+    def test_reschedule(self):
+        self.start_tour("/web#action=celery_task.action_celery_task", "celery_task_reschedule_tour", login="admin")
+        task = self.env["celery.task"].search([("name", "=", "res.partner.tour_scheduled")])
+        self.assertEqual((task.state, task.eta.date()), ("scheduled", datetime.date(2031, 1, 15)))
 
     def test_dashboard(self):
         self.start_tour("/web#action=celery_task.action_celery_dashboard", "celery_task_dashboard_tour", login="admin")

@@ -18,7 +18,7 @@ from odoo.modules.registry import Registry
 
 from .. import compat, databases, task_record
 from ..exceptions import MalformedMessage, UnknownTask, UnservedDatabase
-from . import connections, limits, outcome, prepared_statements, retries
+from . import connections, limits, metrics, outcome, prepared_statements, retries
 
 _logger = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ def _lock_and_claim(registry, task, model_name, record_id):
         connections.forget_lock_connection(dbname)
         raise
     if not row["locked"]:
+        metrics.DUPLICATES.labels(task.name).inc()
         _logger.info(
             "%s[%s] is locked by another worker, which runs it or has just run it; duplicate skipped",
             task.name,
@@ -97,8 +98,19 @@ def _lock_and_claim(registry, task, model_name, record_id):
         return None
     if row["id"] is not None:
         return row
+    if row["queue_paused"] and row["found_state"] in (task_record.PENDING, task_record.RETRY):
+        _put_back_paused(task, connection, record_id)
     unlock(dbname, record_id)
-    return _not_claimed(task, dbname, record_id, row)
+    return None if row["queue_paused"] else _not_claimed(task, dbname, record_id, row)
+
+
+def _put_back_paused(task, connection, record_id):
+    """A message of a paused queue: its task waits again, unsent and unrun, until the queue resumes."""
+    with connection.cursor() as cr:
+        cr.execute(task_record.PUT_BACK_PAUSED, {"id": record_id})
+    _logger.info(
+        "%s[%s]: its queue is paused; the task waits, unrun, until the queue resumes", task.name, task.request.id
+    )
 
 
 def _refuse_if_dropped(task, dbname):
@@ -117,16 +129,19 @@ def _refuse_if_dropped(task, dbname):
 def _not_claimed(task, dbname, record_id, row):
     """None for a record already finished; a rejection for one that does not exist or does not match."""
     if row["found_uuid"] is None:
+        metrics.REJECTED.labels("unknown_record").inc()
         error = UnknownTask(
             f"{task.name}[{task.request.id}]: no task record {record_id} in database {dbname}; "
             "message rejected, nothing ran"
         )
     elif (row["found_uuid"], row["found_name"]) != (task.request.id, task.name):
+        metrics.REJECTED.labels("forged").inc()
         error = MalformedMessage(
             f"{task.name}[{task.request.id}] does not match task record {record_id} "
             f"({row['found_name']}[{row['found_uuid']}]); message rejected, nothing ran"
         )
     else:
+        metrics.DUPLICATES.labels(task.name).inc()
         _logger.info(
             "%s[%s] is already %s; message acknowledged and skipped", task.name, task.request.id, row["found_state"]
         )

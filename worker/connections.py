@@ -12,15 +12,15 @@ one task at a time, so it keeps two connections per database instead:
 Both are opened in the process that uses them, never inherited across a fork, and closed when an
 error may have broken them.
 
-The main process keeps one connection per database for its jobs, up to MAIN_PROCESS_CONNECTIONS
-(:func:`main_process_cursor`): opening one costs 3 to 8 ms, and the live round runs twice a second
-in the event loop's thread, where every message waits for it (a connection per job made the latency's
-99th percentile 15 ms instead of 8). The relay visits every served database each round, in order:
-a least-recently-used eviction would close each connection just before its next use once more
-databases are served than kept, so those beyond the first MAIN_PROCESS_CONNECTIONS get a connection
-for the job only. A pool child forked meanwhile inherits them and never touches
-them: they are keyed by the pid that opened them, and a pool process ends with ``os._exit``, which
-closes nothing.
+The main process's background thread (worker/background.py) keeps one connection per database for
+its jobs, up to MAIN_PROCESS_CONNECTIONS (:func:`main_process_cursor`): opening one costs 3 to 8 ms,
+and the live round runs twice a second. The relay visits every served database each round, in
+order: a least-recently-used eviction would close each connection just before its next use once
+more databases are served than kept, so those beyond the first MAIN_PROCESS_CONNECTIONS get a
+connection for the job only. They carry the timeouts of sessions.py: an unreachable server fails
+their statements instead of holding the thread. A pool child forked meanwhile inherits them and
+never touches them: they are keyed by the pid that opened them, and a pool process ends with
+``os._exit``, which closes nothing.
 """
 
 import collections
@@ -32,7 +32,7 @@ import select
 import psycopg2
 import psycopg2.extras
 
-from .. import compat
+from .. import compat, sessions
 
 _logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _job_connection(dbname):
         connection.close()  # an idle session that LISTENs to nothing hears from the server only when it ends
     if connection is None or connection.closed:
         mine.pop(dbname, None)
-        connection = compat.open_connection(dbname, role=JOBS_ROLE)
+        connection = compat.open_connection(dbname, role=JOBS_ROLE, **sessions.client_parameters())
         if len(mine) < MAIN_PROCESS_CONNECTIONS:
             mine[dbname] = connection
     return connection

@@ -1,79 +1,83 @@
 """What the Odoo web clients see while tasks run: live updates and grouped notices, from the main process.
 
-Every ``celery_live_interval`` seconds (0.5), for each database this worker ran or finished tasks of
-since the last round, or is running tasks of: one ``celery_task.changed`` notification on the bus
-channel ``celery_task.live``. Web clients showing tasks, workflows, limits or the dashboard reload
-it, at most twice a second (static/src/celery_task_live.js). It carries no task data: the reload
-reads through the user's access rules.
+Every ``celery_live_interval`` seconds (0.5), each worker tells the others which databases it ran or
+finished tasks of since its last round, or is running tasks of (:func:`own_news`, a NOTIFY in
+``postgres``: worker/listener.py), and the worker holding the housekeeping of those databases sends
+one ``celery_task.changed`` notification per database with news on the bus channel
+``celery_task.live``: one per database and interval, however many workers. Web clients showing
+tasks, workflows, limits or the dashboard reload it, at most twice a second
+(static/src/celery_task_live.js). It carries no task data: the reload reads through the user's
+access rules.
 
-Every ``celery_notice_interval`` seconds (2), the outcomes not yet told (``notice_pending``, set by
-the statements that record done and failed, in the worker's pool or here) become one notice per
-user: "12 done, 3 failed", with a button to the tasks; a workflow's steps become one notice once
-the whole workflow finished. Each user chooses in their preferences: all notices, failures only,
-or none. A notice is sent once, by whichever worker takes its rows first (``SKIP LOCKED``).
+Every ``celery_notice_interval`` seconds (2), the housekeeping worker turns the outcomes not yet told
+(``notice_pending``, set by the statements that record done and failed, in the worker's pool or
+main process) into one notice per user: "12 done, 3 failed", with a button to the tasks; a
+workflow's steps become one notice once the whole workflow finished. Each user chooses in their
+preferences: all notices, failures only, or none. A notice is sent once, by whichever worker takes
+its rows first (``SKIP LOCKED``).
+
+Everything here runs in the main process's background thread (worker/background.py), except
+:func:`touch`, which Celery's event loop calls.
 """
 
 import collections
 import logging
-import time
+import threading
 
-from celery import bootsteps
-from celery.worker import state as worker_state
-
-from .. import compat, config, databases, task_record
+from .. import compat, task_record
 from .connections import main_process_cursor
 
 _logger = logging.getLogger(__name__)
 
 LIVE_CHANNEL = "celery_task.live"
+NEWS_CHANNEL = "celery_task_news"  # between workers, in postgres: the databases with news
 NOTICES_PER_ROUND = 5000
 FAILURES_SHOWN = 3
 SWEEP_SECONDS = 60.0
 
-_active = set()  # databases with tasks taken by a pool process since the last round
+_touched = set()  # databases of tasks taken by a pool process, or failed by the main process, since the last round
+_touched_lock = threading.Lock()
 _running = set()  # databases with tasks running at the last round: one that ended since has news
 
 
 def touch(dbname):
     """A task of ``dbname`` started, or was recorded failed, in this worker: its web clients have news."""
-    _active.add(dbname)
+    with _touched_lock:
+        _touched.add(dbname)
 
 
-def _running_databases():
-    found = set()
-    for request in list(worker_state.active_requests):
-        args = request.args
-        if isinstance(args, (list, tuple)) and args and isinstance(args[0], str):
-            found.add(args[0])
-    return found
-
-
-def broadcast_changes():
-    """One live notification per database with news; returns those databases."""
-    running = _running_databases()
-    changed = (_active | running | _running) & set(databases.served())
-    _active.clear()
+def own_news(running):
+    """The databases this worker has news of since its last round; ``running``: the databases of its running tasks."""
+    with _touched_lock:
+        touched = set(_touched)
+        _touched.clear()
+    news = touched | running | _running
     _running.clear()
     _running.update(running)
+    return news
+
+
+def send_live_updates(dbnames, listener):
+    """One live notification for each of ``dbnames``; returns those that went out."""
     channels = []
-    for dbname in sorted(changed):
+    for dbname in sorted(dbnames):
         try:
             with main_process_cursor(dbname) as cr:
                 compat.insert_bus_notification(cr, [dbname, LIVE_CHANNEL], "celery_task.changed", {})
             channels.append([dbname, LIVE_CHANNEL])
         except Exception:
             _logger.warning("celery_task: could not send live updates to the web clients of %s", dbname, exc_info=True)
-    _notify_bus(channels)
-    return changed
+    _notify_bus(listener, channels)
+    return {dbname for dbname, _ in channels}
 
 
-def _notify_bus(channels):
+def _notify_bus(listener, channels):
     if channels:
-        with main_process_cursor(compat.BUS_DATABASE) as cr:
+        with listener.cursor() as cr:
             compat.notify_bus(cr, channels)
 
 
-def send_notices(dbname):
+def send_notices(dbname, listener):
     """Tell the owners of ``dbname``'s told-nothing-yet outcomes, grouped; returns how many notices went out."""
     with main_process_cursor(dbname) as cr:
         cr.execute(task_record.PENDING_NOTICES, {"limit": NOTICES_PER_ROUND})
@@ -86,7 +90,7 @@ def send_notices(dbname):
                 cr, [dbname, "res.partner", notice.pop("partner_id")], "celery_task.summary", notice
             )
         cr.execute(task_record.NOTICES_SENT, {"ids": [row["id"] for row in rows]})
-    _notify_bus(sorted({(dbname, "res.partner", row["partner_id"]) for row in rows if row["partner_id"]}))
+    _notify_bus(listener, sorted({(dbname, "res.partner", row["partner_id"]) for row in rows if row["partner_id"]}))
     return len(notices)
 
 
@@ -125,51 +129,3 @@ def _notice(tasks, workflow_id):
         "sticky": bool(failed),
         "task_ids": [task["id"] for task in tasks],
     }
-
-
-class LiveUpdates(bootsteps.StartStopStep):
-    """Consumer bootstep: live updates every ``celery_live_interval`` s, notices every ``celery_notice_interval`` s.
-
-    Notices go for the databases with news since the last notices, and once a minute for all of
-    them: outcomes recorded while no worker of theirs ran (a worker restarted, say) are told too.
-    """
-
-    requires = ("celery.worker.consumer.tasks:Tasks",)
-
-    def __init__(self, consumer, **kwargs):
-        super().__init__(consumer, **kwargs)
-        self.timers = []
-        self.notices_due = 0.0
-        self.sweep_due = 0.0
-        self.notice_databases = set()
-
-    def start(self, consumer):
-        live, notices = config.addon_option("live_interval"), config.addon_option("notice_interval")
-        if live > 0:
-            self.timers.append(consumer.timer.call_repeatedly(live, self.live_round, (notices,), priority=10))
-
-    def live_round(self, notice_interval):
-        try:
-            self.notice_databases |= broadcast_changes()
-        except Exception:
-            _logger.exception("celery_task: live updates failed")
-        if notice_interval <= 0 or time.monotonic() < self.notices_due:
-            return
-        self.notices_due = time.monotonic() + notice_interval
-        if time.monotonic() >= self.sweep_due:
-            self.sweep_due = time.monotonic() + SWEEP_SECONDS
-            self.notice_databases |= set(databases.served())
-        for dbname in sorted(self.notice_databases):
-            try:
-                send_notices(dbname)
-            except Exception as exc:
-                if not databases.forget_if_uninstalled(dbname, exc):
-                    _logger.exception("celery_task: notices failed for %s", dbname)
-        self.notice_databases.clear()
-
-    def stop(self, consumer):
-        for timer in self.timers:
-            timer.cancel()
-        self.timers.clear()
-
-    shutdown = stop

@@ -22,10 +22,12 @@ _logger = logging.getLogger(__name__)
 _progress_target = contextvars.ContextVar("celery_task_progress_target", default=None)
 
 
-def outcome_values(record_id, state, result=None, exc=None):
-    """The parameters of the statements that finish a task."""
+def outcome_values(record_id, state, result=None, exc=None, claim=None):
+    """The parameters of the statements that finish a task; ``claim``: its claimed row, whose fence they check."""
     return {
         "id": record_id,
+        "uuid": claim and claim["uuid"],
+        "attempts": claim and claim["attempts"],
         "state": state,
         "notice": state in (task_record.DONE, task_record.FAILED),  # what the owner is told of
         "result": result,
@@ -35,31 +37,61 @@ def outcome_values(record_id, state, result=None, exc=None):
     }
 
 
-def finish_done(cr, record_id, result):
-    """Mark the task done in its own transaction ``cr``: the waiting steps after it, None when it was
-    cancelled after its claim."""
-    values = outcome_values(record_id, task_record.DONE, result=result)
+def finish_done(cr, claim, result):
+    """Mark the ``claim``ed task done in its own transaction ``cr``: the waiting steps after it, None when
+    it is no longer this claim's (see :func:`no_longer_ours`)."""
+    values = outcome_values(claim["id"], task_record.DONE, result=result, claim=claim)
     prepared_statements.execute(cr, cr, task_record.FINISH_STARTED, values)
     row = cr.fetchone()
     return None if row is None else row[0] or []
 
 
-def record_outcome(registry, record_id, state, result=None, exc=None, countdown=0):
-    """Write a final (or retry) state from a fresh transaction, after the method's was rolled back."""
-    values = {**outcome_values(record_id, state, result=result, exc=exc), "countdown": countdown}
+def no_longer_ours(connection, claim):
+    """Why the ``claim``ed task's finish updated nothing: cancelled, or claimed again by another worker."""
+    with connection.cursor() as cr:
+        cr.execute(task_record.TASK_HOLDER, {"id": claim["id"]})
+        row = cr.fetchone()
+    if row is None or row[0] == task_record.CANCELLED:
+        return "was cancelled while it ran"
+    state, attempts, host = row
+    return (
+        f"is no longer this worker's claim (attempt {claim['attempts']}): the server ended its session meanwhile and "
+        f"the task is now {state}, attempt {attempts} on {host}"
+    )
+
+
+def record_outcome(registry, claim, state, result=None, exc=None, countdown=0, published=True):
+    """Write a final (or retry) state of the ``claim``ed task from a fresh transaction, after the method's
+    was rolled back; nothing when the task is no longer this claim's. Returns whether it was written.
+
+    A retry ``published`` by the worker now waits on the broker until its eta; otherwise it waits here,
+    unsent, for the publisher of due tasks (worker/scheduler.py).
+    """
+    record_id = claim["id"]
+    values = outcome_values(record_id, state, result=result, exc=exc, claim=claim)
+    values.update(countdown=countdown, published=published)
 
     def write():
         lock_connection = connections.lock_connection(registry.db_name)
         with registry.cursor() as cr:
             cr.execute(task_record.RETRY_TASK if state == task_record.RETRY else task_record.FINISH_TASK, values)
+            if not cr.rowcount:
+                _logger.warning(
+                    "celery_task: task record %s %s; its outcome (%s) is not recorded",
+                    record_id,
+                    no_longer_ours(lock_connection, claim),
+                    state,
+                )
+                return False
             if state == task_record.FAILED:
                 workflow.stop_downstream(cr, record_id, task_record.FAILED)
             elif state == task_record.DONE:  # run in another database: its effects committed there
                 row = cr.fetchone()
                 if row and row[0]:
                     workflow.release_successors(cr, record_id, row[0], lock_connection)
+            return True
 
-    retries.with_transient_retries(f"record {state} of task {record_id}", write)
+    return retries.with_transient_retries(f"record {state} of task {record_id}", write)
 
 
 def record_failure_outside_task(dbname, record_id, exc, task_uuid=None):

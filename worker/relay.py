@@ -7,18 +7,17 @@ its queue on the broker is empty, in two rounds in a row: its message is gone (a
 without persistence, a purged queue, a message acknowledged by a claim the database refused). One
 round is not enough: a message a worker has just taken from its queue is not started yet, and it
 is by the next round. Duplicates are harmless:
-the worker's claim skips them. It runs in the worker's main process, in the event loop's thread,
-on one short-lived connection per database and round.
+the worker's claim skips them. It runs in the worker's main process, in its background thread
+(worker/background.py), in the worker that leads its role (worker/leadership.py), on the
+connection that process keeps for the database.
 """
 
 import contextlib
 import datetime
 import logging
 
-from celery import bootsteps
-
 from .. import app, compat, config, databases, task_record, task_specs
-from . import limits, workflow
+from . import limits, metrics, workflow
 from .connections import main_process_cursor
 
 _logger = logging.getLogger(__name__)
@@ -76,6 +75,7 @@ def resend_lost(cr, dbname, queues, resend_after):
     _lost_last_round[dbname] = {row["id"] for row in rows} - set(published)
     if published:
         cr.execute(task_record.MARK_RESENT, {"ids": published})
+        metrics.REPUBLISHED.labels("lost").inc(len(published))
         _logger.warning(
             "celery_task relay: %d task(s) of %s were sent over %ss ago and never started, and their queue "
             "was empty in two rounds in a row: their message was lost; published again: %s",
@@ -108,7 +108,8 @@ def relay_database(cr, dbname, queues, delay):
         stranded.append(message)
     published = [message.record_id for message in app.publish_all(stranded)]
     if published:
-        cr.execute(task_record.MARK_SENT, {"ids": published})
+        cr.execute(task_record.MARK_RESENT, {"ids": published})
+        metrics.REPUBLISHED.labels("stranded").inc(len(published))
         _logger.info("celery_task relay: published %d stranded task(s) of %s again", len(published), dbname)
     return len(published)
 
@@ -124,57 +125,31 @@ def hand_off_deferred(cr, dbname, queues, delay):
         with contextlib.closing(compat.open_autocommit(dbname)) as connection:
             handed += limits.hand_off(connection, name, size, dbname)
     if handed:
+        metrics.REPUBLISHED.labels("handoff").inc(handed)
         _logger.info("celery_task relay: %d deferred task(s) of %s published for a free slot", handed, dbname)
     return handed
 
 
-def relay_all(queues):
-    """Relay for every served database, only tasks of the queues this worker consumes.
+def relay_round(dbname, queues):
+    """One round of the relay in ``dbname`` for the tasks bound for ``queues``, each step committed.
 
-    Publishing them on this worker's broker is then sure to reach a consumer: a worker on another
-    broker or queue never takes over (and strands) tasks it could not run itself.
+    Only queues this worker consumes: publishing them on its broker is then sure to reach a
+    consumer, and a worker on another broker or queue never takes over (and strands) tasks it could
+    not run itself (worker/leadership.py: one leader per broker and queues).
     """
     delay = config.addon_option("relay_delay")
     resend_after = config.addon_option("relay_resend_after")
-    for dbname in databases.served():
+    with main_process_cursor(dbname) as cr:
+        for step, seconds in ((relay_database, delay), (resend_lost, resend_after), (hand_off_deferred, delay)):
+            step(cr, dbname, queues, seconds)
+            cr.connection.commit()
+
+
+def relay_all(queues):
+    """One round over every served database, as a leader of them all (the bench measures it)."""
+    for dbname in databases.known():
         try:
-            with main_process_cursor(dbname) as cr:  # each step committed
-                for step, seconds in ((relay_database, delay), (resend_lost, resend_after), (hand_off_deferred, delay)):
-                    step(cr, dbname, queues, seconds)
-                    cr.connection.commit()
+            relay_round(dbname, queues)
         except Exception as exc:
             if not databases.forget_if_uninstalled(dbname, exc):
                 _logger.exception("celery_task relay failed for %s", dbname)
-
-
-class OutboxRelay(bootsteps.StartStopStep):
-    """Consumer bootstep that runs :func:`relay_all` every ``celery_relay_interval`` seconds.
-
-    A consumer step, not a worker step: the consumer clears its timer when the broker connection
-    is lost and starts its steps again once it is back, so the relay resumes after an outage.
-    """
-
-    requires = ("celery.worker.consumer.tasks:Tasks",)
-
-    def __init__(self, consumer, **kwargs):
-        super().__init__(consumer, **kwargs)
-        self.tref = None
-
-    def start(self, consumer):
-        interval = config.addon_option("relay_interval")
-        if interval > 0:
-            self.tref = consumer.timer.call_repeatedly(interval, self.relay, (consumer,), priority=10)
-
-    @staticmethod
-    def relay(consumer):
-        """One round over the queues consumed now: a queue added by ``add_consumer`` is covered from then on."""
-        queues = sorted(queue.name for queue in consumer.task_consumer.queues)
-        if queues:
-            relay_all(queues)
-
-    def stop(self, consumer):
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
-
-    shutdown = stop

@@ -1,6 +1,7 @@
 """The worker's request class: a task killed by its hard time limit is recorded as failed.
 
-It runs in the worker's main process, which sees the pool child die.
+It runs in the worker's main process, which sees the pool child die; the failure is written by its
+background thread, so the event loop never waits on PostgreSQL.
 """
 
 from celery.exceptions import TimeLimitExceeded
@@ -9,6 +10,7 @@ from celery.worker.request import Request
 from .. import task_record
 from ..exceptions import MalformedMessage
 from . import live, outcome
+from .background import background
 
 
 class OdooRequest(Request):
@@ -30,5 +32,5 @@ class OdooRequest(Request):
         except MalformedMessage:
             return  # the pool rejected it before it could run: there is no record to update
         error = TimeLimitExceeded(f"{self.name} killed after its time_limit of {timeout}s; rolled back")
-        outcome.record_failure_outside_task(dbname, record_id, error)
+        background.submit(lambda: outcome.record_failure_outside_task(dbname, record_id, error))
         live.touch(dbname)

@@ -13,7 +13,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from odoo import api
 from odoo.modules.registry import Registry
 
-from .. import compat, databases, serialization, task_record, task_specs
+from .. import compat, config, databases, serialization, task_record, task_specs
 from ..exceptions import (
     BadArguments,
     InactiveUser,
@@ -24,7 +24,7 @@ from ..exceptions import (
     UnknownTask,
     UnservedDatabase,
 )
-from . import claim, connections, outcome, retries, workflow
+from . import claim, connections, metrics, outcome, retries, workflow
 
 _logger = logging.getLogger(__name__)
 
@@ -35,12 +35,16 @@ def run(task, spec):
     try:
         registry = served_registry(dbname, record_id)
     except Reject as rejection:
+        metrics.REJECTED.labels("unserved_database").inc()
         outcome.record_failure_outside_task(dbname, record_id, rejection.reason, task_uuid=task.request.id)
         raise
     with claim.claimed(registry, task, spec, record_id) as row:
         if row is None:
             raise Ignore()
-        return execute(registry, task, spec, row)
+        metrics.STARTED.labels(task.name).inc()
+        metrics.START_DELAY.labels(task.name).observe(max(0.0, (row["start_now"] - row["due_at"]).total_seconds()))
+        with metrics.RUNTIME.labels(task.name).time():
+            return execute(registry, task, spec, row)
 
 
 def checked_target(task):
@@ -51,6 +55,7 @@ def checked_target(task):
             raise MalformedMessage(f"expected a task id string, got {request.id!r:.80}")
         return task_record.message_target(request.args, request.kwargs)
     except MalformedMessage as exc:
+        metrics.REJECTED.labels("malformed").inc()
         error = MalformedMessage(f"{task.name}[{request.id}]: {exc}; message rejected, nothing ran")
         _logger.error("%s", error)
         raise Reject(error, requeue=False) from None
@@ -80,7 +85,7 @@ def execute(registry, task, spec, row):
     try:
         target = registry if row["dbname"] == registry.db_name else served_registry(row["dbname"], row["id"])
     except Reject as rejection:
-        outcome.record_outcome(registry, row["id"], task_record.FAILED, exc=rejection.reason)
+        outcome.record_outcome(registry, row, task_record.FAILED, exc=rejection.reason)
         raise
     try:
         result = retries.with_transient_retries(task.name, lambda: _run_once(registry, target, task, spec, row))
@@ -89,19 +94,34 @@ def execute(registry, task, spec, row):
     except Exception as exc:
         if _wants_retry(spec, exc, row):
             countdown = spec.retry_backoff * (2 ** (row["attempts"] - 1))
-            outcome.record_outcome(registry, row["id"], task_record.RETRY, exc=exc, countdown=countdown)
-            raise task.retry(exc=exc, countdown=countdown, max_retries=spec.max_retries) from exc
-        outcome.record_outcome(registry, row["id"], task_record.FAILED, exc=exc)
+            published = countdown <= config.schedule_horizon()  # else it waits in PostgreSQL until due
+            if not outcome.record_outcome(
+                registry, row, task_record.RETRY, exc=exc, countdown=countdown, published=published
+            ):
+                raise Ignore() from exc
+            metrics.RETRIED.labels(task.name).inc()
+            if not published:
+                _logger.info("%s[%s] retries in %.0f s, published when due", task.name, row["uuid"], countdown)
+                raise Ignore() from exc
+            raise task.retry(exc=exc, countdown=countdown, max_retries=_retry_limit(spec, row)) from exc
+        outcome.record_outcome(registry, row, task_record.FAILED, exc=exc)
+        metrics.FAILED.labels(task.name).inc()
         _logger.error("%s[%s] failed: %s: %s", task.name, row["uuid"], type(exc).__name__, exc)
         raise
     if target is not registry:
-        outcome.record_outcome(registry, row["id"], task_record.DONE, result=result)
+        outcome.record_outcome(registry, row, task_record.DONE, result=result)
+    metrics.SUCCEEDED.labels(task.name).inc()
     return json.loads(result) if result is not None else None
+
+
+def _retry_limit(spec, row):
+    """The call's own max_retries, else its decorator's."""
+    return spec.max_retries if row["max_retries"] is None else row["max_retries"]
 
 
 def _wants_retry(spec, exc, row):
     retryable = isinstance(exc, RetryableError) or (spec.retry_for and isinstance(exc, spec.retry_for))
-    return retryable and row["attempts"] <= spec.max_retries
+    return retryable and row["attempts"] <= _retry_limit(spec, row)
 
 
 def _run_once(origin, target, task, spec, row):
@@ -130,9 +150,10 @@ def _run_once(origin, target, task, spec, row):
                 values = {**row, "user_id": records.env.uid, "dbname": cr.dbname, "result": result}
                 cr.execute(task_record.MIRROR_TASK, values)
             else:
-                waiting_successors = outcome.finish_done(cr, row["id"], result)
+                waiting_successors = outcome.finish_done(cr, row, result)
                 if waiting_successors is None:
-                    _logger.info("%s[%s] was cancelled while it ran; nothing it did commits", task.name, row["uuid"])
+                    why = outcome.no_longer_ours(lock_connection, row)
+                    _logger.info("%s[%s] %s; nothing it did commits", task.name, row["uuid"], why)
                     raise Ignore()
                 if waiting_successors:
                     workflow.release_successors(cr, row["id"], waiting_successors, lock_connection)

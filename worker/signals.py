@@ -6,7 +6,8 @@ from celery import signals
 
 from .. import compat, task_record
 from ..exceptions import MalformedMessage, UnknownTask
-from . import connections, live, outcome
+from . import connections, live, metrics, outcome
+from .background import background
 
 _logger = logging.getLogger(__name__)
 
@@ -27,6 +28,12 @@ def close_kept_connections(**kwargs):
     connections.close_all()
 
 
+def stop_background(**kwargs):
+    """The main process's background thread ends first: its elections go to another worker at once."""
+    background.stop()
+    connections.close_all()
+
+
 def record_unknown_task(message=None, name=None, id=None, **kwargs):
     """A message names a task no decorator registered: say so on its record, when it names one."""
     error = UnknownTask(f"no decorated method is registered as {name!r} on this worker; nothing ran")
@@ -42,7 +49,8 @@ def record_unknown_task(message=None, name=None, id=None, **kwargs):
         _logger.error("celery_task: %s[%s]: %s; %s: no task record to update", name, id, error, exc)
         return
     _logger.error("celery_task: %s[%s]: %s", name, id, error)
-    outcome.record_failure_outside_task(dbname, record_id, error)
+    metrics.REJECTED.labels("unknown_task").inc()
+    background.submit(lambda: outcome.record_failure_outside_task(dbname, record_id, error))
     live.touch(dbname)
 
 
@@ -50,5 +58,5 @@ def connect():
     """Connect the handlers (strong references: they live as long as the worker)."""
     signals.worker_process_init.connect(forget_inherited_connections, weak=False)
     signals.worker_process_shutdown.connect(close_kept_connections, weak=False)
-    signals.worker_shutdown.connect(close_kept_connections, weak=False)
+    signals.worker_shutdown.connect(stop_background, weak=False)
     signals.task_unknown.connect(record_unknown_task, weak=False)

@@ -21,7 +21,7 @@ import logging
 
 import psycopg2
 
-from .. import app, task_record
+from .. import app, config, task_record
 
 _logger = logging.getLogger(__name__)
 
@@ -35,10 +35,13 @@ def release_successors(cr, record_id, waiting_successors, lock_connection):
     for successor_id, shared in waiting_successors:
         if shared and not _last_to_finish(cr, lock_connection, successor_id, record_id):
             continue
-        cr.execute(task_record.RELEASE_STEP, {"id": successor_id})
+        cr.execute(task_record.RELEASE_STEP, {"id": successor_id, "horizon": config.schedule_horizon()})
         released.extend(cr.dictfetchall())
-    if released:
-        messages = [task_record.TaskMessage.from_row(cr.dbname, row) for row in released]
+    # A step with an eta beyond the horizon is released as scheduled: published when it falls due.
+    messages = [
+        task_record.TaskMessage.from_row(cr.dbname, row) for row in released if row["state"] == task_record.PENDING
+    ]
+    if messages:
         cr.postcommit.add(lambda: publish_released(lock_connection, messages))
     return len(released)
 

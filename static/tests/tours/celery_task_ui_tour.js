@@ -153,3 +153,58 @@ function openReport(xmlid) {
         { content: `Open ${xmlid}`, trigger: `[data-menu-xmlid='${xmlid}']`, run: "click" },
     ];
 }
+
+/* A scheduled task waits in the database: a manager moves its time in its form (tests/test_ui_tour.py). */
+const NEW_ETA = "01/15/2031 09:00:00";
+const ETA_FIELD = ".o_form_view .o_field_widget[name=eta]";
+
+registry.category("web_tour.tours").add("celery_task_reschedule_tour", {
+    ...(session.server_version_info[0] < 18 ? { test: true } : {}),
+    steps: () => [
+        {
+            content: "Open the scheduled task",
+            trigger: `.o_list_view tr.o_data_row td[name=name]:contains(${TOUR_TASKS}scheduled)`,
+            run: "click",
+        },
+        {
+            // 19.0 shows a set date as a button until it has the focus, then as an input
+            content: "Its Run after field can be changed: focus it",
+            trigger: `${ETA_FIELD} input:not([readonly]), ${ETA_FIELD} button.o_input`,
+            run: "click",
+        },
+        {
+            content: "Give it another time",
+            trigger: `${ETA_FIELD} input:not([readonly])`,
+            run() {
+                const input = document.querySelector(`${ETA_FIELD} input`);
+                input.value = NEW_ETA;
+                input.dispatchEvent(new Event("input", { bubbles: true }));
+                input.dispatchEvent(new Event("change", { bubbles: true }));
+            },
+        },
+        {
+            content: "Save it",
+            trigger: ".o_form_view .o_form_button_save:not([disabled])",
+            run: "click",
+        },
+        {
+            content: "Back to the list: the form saves before it leaves",
+            trigger: ".o_control_panel .breadcrumb-item:not(.active) a",
+            run: "click",
+        },
+        {
+            content: "Open the scheduled task again, read anew from the server",
+            trigger: `.o_list_view tr.o_data_row td[name=name]:contains(${TOUR_TASKS}scheduled)`,
+            run: "click",
+        },
+        {
+            content: "It shows the stored time",
+            trigger: `${ETA_FIELD} input, ${ETA_FIELD} button.o_input`,
+            run() {
+                const shown = document.querySelector(`${ETA_FIELD} input, ${ETA_FIELD} button.o_input`);
+                const eta = (shown.value || shown.textContent).trim();
+                console.log(`${REPORT} reschedule: ${JSON.stringify({ eta })}`);
+            },
+        },
+    ],
+});

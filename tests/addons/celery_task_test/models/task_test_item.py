@@ -110,6 +110,16 @@ class TaskTestItem(models.Model):
             raise ValueError(f"attempt {attempt} of {succeed_on}")
         return attempt
 
+    @celeryTask(model="task.test.item", name="flaky_later", max_retries=1, retry_backoff=4.0)
+    def flaky_later(self, succeed_on=2):
+        """Retries after 4 s, longer than the tests' schedule horizon: its next attempt waits in the database."""
+        task = self.env["celery.task"].sudo().search([("uuid", "=", self.env.context["celeryTask"].request.id)])
+        if task.attempts < succeed_on:
+            raise RetryableError(f"attempt {task.attempts} of {succeed_on}")
+        for item in self:
+            item.runs += 1
+        return task.attempts
+
     @celeryTask(model="task.test.item", name="add")
     def add(self, value, amount=1):
         """A workflow step: ``value + amount``, written to the item, and handed to the next step."""
