@@ -173,7 +173,10 @@ def measure_latency(side, ids):
         due += PROBE_INTERVAL
         time.sleep(max(0.0, due - time.perf_counter()))
         sent.append(side.stamp(item_id))
-    started = stack.wait_for(lambda: side.rows.started(ids), timeout=60, what=f"{side.name} latency probes")
+    try:
+        started = stack.wait_for(lambda: side.rows.started(ids), timeout=60, what=f"{side.name} latency probes")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; {side.describe()}") from None
     return {
         "from_commit": latency_summary(begun - committed for (committed, _), begun in zip(sent, started, strict=True)),
         "from_return": latency_summary(begun - returned for (_, returned), begun in zip(sent, started, strict=True)),
