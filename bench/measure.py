@@ -21,13 +21,18 @@ def maybe(profiles, kind, *args):
 
 
 def fill(side, ids, value, profiles=None, label=""):
-    """Publish one write per id while no worker reads the queue; wall and CPU ms of this process per call.
+    """Publish one write per id while no worker reads the queue: :func:`enqueue` into the side's held queue."""
+    side.reset()
+    side.hold()
+    return enqueue(side, ids, value, profiles, label)
+
+
+def enqueue(side, ids, value, profiles=None, label=""):
+    """One write per id, each its own committed call; wall and CPU ms of this process per call.
 
     Also the wall time until every message is on the broker: the addon's caller returns before its
     publisher thread has sent them.
     """
-    side.reset()
-    side.hold()
     with maybe(profiles, "caller", f"{label}-enqueue"):
         started, cpu = time.perf_counter(), time.process_time()
         for item_id in ids:
@@ -42,51 +47,90 @@ def fill(side, ids, value, profiles=None, label=""):
     }
 
 
+def seen_done(side, value, at_least, timeout):
+    """(time, tasks done) once at least ``at_least`` rows hold ``value``."""
+
+    def done():
+        count = side.rows.count_value(value)
+        return (time.perf_counter(), count) if count >= at_least else None
+
+    try:
+        return stack.wait_for(done, timeout, interval=0.02, what=f"{side.name} to have done {at_least}")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; {side.rows.count_value(value)} done; {side.describe()}") from None
+
+
+def drain_timeout(total):
+    return max(120, total / 10)
+
+
 def consume(side, total, value):
-    """Let the worker consume the filled queue: (tasks done at the first sighting, its time, end time, CPU s).
+    """Let the worker consume the filled queue: (tasks done at the first sighting, its time, end time).
 
     Timed from the first task seen done, not from ``add_consumer``: the Redis transport only
     notices a new queue when its current blocking pop times out, up to a second later.
     """
-
-    def done(at_least):
-        count = side.rows.count_value(value)
-        return (time.perf_counter(), count) if count >= at_least else None
-
-    timeout = max(120, total / 10)
-    cpu = side.worker.cpu_seconds()
     side.start_draining()
-    first, seen = stack.wait_for(lambda: done(1), timeout, interval=0.02, what=f"{side.name} to start draining")
-    try:
-        last, _ = stack.wait_for(lambda: done(total), timeout, interval=0.02, what=f"{side.name} to drain {total}")
-    except TimeoutError as exc:
-        raise TimeoutError(f"{exc}; {side.rows.count_value(value)} done; {side.describe()}") from None
-    cpu = side.worker.cpu_seconds() - cpu
+    first, seen = seen_done(side, value, 1, drain_timeout(total))
+    last, _ = seen_done(side, value, total, drain_timeout(total))
     side.stop_draining()
-    return seen, first, last, cpu
+    return seen, first, last
+
+
+def usage(side):
+    """CPU seconds so far: the machine's (busy, stolen), PostgreSQL's, the broker's, the side's worker (all its
+    processes) and its main process, this process; the time and the 1-minute load average."""
+    busy, stolen = stack.machine_cpu_seconds()
+    return {
+        "time": time.perf_counter(),
+        "load": os.getloadavg()[0],
+        "busy": busy,
+        "stolen": stolen,
+        "worker": side.worker.cpu_seconds(),
+        "main_process": stack.process_cpu_seconds(side.worker.process.pid),
+        "bench": stack.process_cpu_seconds(os.getpid()),
+        **stack.service_cpu_seconds(),
+    }
+
+
+def costs(before, after, tasks):
+    """CPU ms per task between two :func:`usage` readings, by where it went; the share of the machine's CPU
+    time stolen by the hypervisor, and the share used by everything else (other programs, idle workers)."""
+    spent = {key: after[key] - before[key] for key in before}
+    capacity = spent["time"] * (os.cpu_count() or 1)
+    measured = spent["worker"] + spent["postgres"] + spent["broker"] + spent["bench"]
+    return {
+        "drain_cpu_ms": spent["worker"] * 1000 / tasks,
+        "drain_main_process_cpu_ms": spent["main_process"] * 1000 / tasks,
+        **{f"drain_{name}_cpu_ms": spent[name] * 1000 / tasks for name in stack.SERVICE_PROCESSES},
+        "drain_machine_cpu_ms": spent["busy"] * 1000 / tasks,
+        "drain_steal_pct": spent["stolen"] * 100 / capacity,
+        "drain_others_cpu_pct": max(0.0, spent["busy"] - measured) * 100 / capacity,
+        "load_1min": before["load"],
+    }
 
 
 def drain(side, total, value, profiles=None, label=""):
     """Tasks per second; the worker's CPU ms per task (all its processes, less noisy on a busy machine) and
     its main process's part; the whole machine's CPU ms per task, PostgreSQL's and the broker's parts; the
     share of CPU time stolen by the hypervisor meanwhile."""
-    busy, stolen = stack.machine_cpu_seconds()
-    services, main_process = stack.service_cpu_seconds(), stack.process_cpu_seconds(side.worker.process.pid)
-    started = time.perf_counter()
+    before = usage(side)
     with maybe(profiles, "worker", side.worker.process.pid, f"{label}-drain"):
-        seen, first, last, cpu = consume(side, total, value)
-    elapsed = time.perf_counter() - started
-    busy_after, stolen_after = stack.machine_cpu_seconds()
-    services_after = stack.service_cpu_seconds()
-    main_process = stack.process_cpu_seconds(side.worker.process.pid) - main_process
-    return {
-        "drain_tps": (total - seen) / (last - first),
-        "drain_cpu_ms": cpu * 1000 / total,
-        "drain_main_process_cpu_ms": main_process * 1000 / total,
-        **{f"drain_{name}_cpu_ms": (services_after[name] - services[name]) * 1000 / total for name in services},
-        "drain_machine_cpu_ms": (busy_after - busy) * 1000 / total,
-        "drain_steal_pct": (stolen_after - stolen) * 100 / (elapsed * (os.cpu_count() or 1)),
-    }
+        seen, first, last = consume(side, total, value)
+    return {"drain_tps": (total - seen) / (last - first), **costs(before, usage(side), total)}
+
+
+def window(side, total, value, profiles=None, label=""):
+    """A drain the side's consumer has begun by itself: tasks/s and the costs per task from the first task seen
+    done to the last, so the consumer's start (or the caller's first call) is left out."""
+    timeout = drain_timeout(total)
+    first, seen = seen_done(side, value, 1, timeout)
+    if seen >= total:
+        raise RuntimeError(f"{side.name}: all {total} done when first seen, too few to time: raise --tasks")
+    before = usage(side)
+    with maybe(profiles, "worker", side.worker.process.pid, f"{label}-drain"):
+        last, _ = seen_done(side, value, total, timeout)
+    return {"drain_tps": (total - seen) / (last - first), **costs(before, usage(side), total - seen)}
 
 
 def fill_backlog(side, ids, value, method="touch", batch=100):
@@ -129,7 +173,10 @@ def measure_latency(side, ids):
         due += PROBE_INTERVAL
         time.sleep(max(0.0, due - time.perf_counter()))
         sent.append(side.stamp(item_id))
-    started = stack.wait_for(lambda: side.rows.started(ids), timeout=60, what=f"{side.name} latency probes")
+    try:
+        started = stack.wait_for(lambda: side.rows.started(ids), timeout=60, what=f"{side.name} latency probes")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; {side.describe()}") from None
     return {
         "from_commit": latency_summary(begun - committed for (committed, _), begun in zip(sent, started, strict=True)),
         "from_return": latency_summary(begun - returned for (_, returned), begun in zip(sent, started, strict=True)),

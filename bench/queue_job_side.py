@@ -1,17 +1,16 @@
 """OCA queue_job as a side, deployed as its README says, behind the same calls as the other sides.
 
-An Odoo server in prefork mode (``--workers=2``, ``--server-wide-modules=web,queue_job``, a
-``[queue_job] channels = root:2`` section) serves a database of its own that has ``queue_job`` and
-``queue_job_bench``; its job runner (a worker process of that server) hears of each job through
-PostgreSQL's NOTIFY and has an HTTP worker run it (``/queue_job/runjob``). The benchmark process is
-the caller: ``with_delay().touch(value)`` in a committed transaction.
-
-A drain's backlog is filled while the whole server is paused (SIGSTOP of its process group, so its
-HTTP workers keep their loaded registry), and drained once it resumes: the runner then reads the
-queued notifications and dispatches the jobs, the work it does for every job anyway.
+``odoo-bin`` in prefork mode (``workers = 2``, ``server_wide_modules = base,web,queue_job``, a
+``[queue_job] channels = root:2`` section, ``max_cron_threads = 0``) serves a database of its own that
+has ``queue_job`` and ``queue_job_bench``, named by ``db_name`` alone: with a ``dbfilter`` too, Odoo
+lists the databases on every request, over a new connection to ``postgres``, one per job. Its job
+runner (a worker process of that server) hears of each job through PostgreSQL's NOTIFY and has an
+HTTP worker run it (``/queue_job/runjob``). The benchmark process is the caller:
+``with_delay().touch(value)`` in a committed transaction. The server is started and stopped as a
+whole, as OCA's own benchmark script (``benchmark_jobs.py``) starts it after enqueueing its backlog:
+nothing of it is paused or replaced.
 """
 
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,19 @@ def available():
     return (stack.pip_addons() / "queue_job" / "__manifest__.py").is_file()
 
 
+def gevent_starts():
+    """Whether the prefork server's long-polling child can start: gevent loads its plugins through
+    pkg_resources, which fails on zope packages installed under normalized names (bench/requirements.txt)."""
+    check = "import gevent.monkey; gevent.monkey.patch_all()"
+    return subprocess.run([sys.executable, "-c", check], capture_output=True, check=False).returncode == 0
+
+
+def odoo_bin():
+    """The server's script: a prefork server starts its long-polling child as ``<argv[0]> gevent``, which
+    ``python -m odoo`` (argv[0] ``odoo/__main__.py``) cannot do."""
+    return stack.odoo_root().parent / "odoo-bin"
+
+
 class QueueJobServer(stack.ProcessTree):
     """The Odoo server of the queue_job side: its config, ports, process group and log."""
 
@@ -43,14 +55,12 @@ class QueueJobServer(stack.ProcessTree):
             dbname,
             name="queue_job.conf",
             sections={"queue_job": {"channels": "root:2"}},
-            dbfilter=f"^{dbname}$",
             workers=2,
-            max_cron_threads=0,  # the addon's worker has no cron either; the runner requeues dead jobs itself
-            server_wide_modules="web,queue_job",
+            max_cron_threads=0,  # as OCA's benchmark script; the runner requeues dead jobs itself
+            server_wide_modules="base,web,queue_job",
             http_interface="127.0.0.1",
             http_port=self.http_port,
             gevent_port=stack.free_port(),
-            limit_time_real=600,  # a paused server's workers must not be killed for it when it resumes
         )
 
     def install(self):
@@ -59,7 +69,7 @@ class QueueJobServer(stack.ProcessTree):
     def start(self, timeout=120):
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(stack.BENCH / "queue_job_server.py"), "-c", str(self.config)],
+                [sys.executable, str(odoo_bin()), "-c", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -77,12 +87,6 @@ class QueueJobServer(stack.ProcessTree):
         stack.wait_for(healthy, timeout, interval=0.2, what=f"{self.name} to answer /web/health")
         return self
 
-    def pause(self):
-        self.signal_group(signal.SIGSTOP)
-
-    def resume(self):
-        self.signal_group(signal.SIGCONT)
-
 
 class QueueJob:
     """The queue_job side: this process enqueues with ``with_delay()``, the server's runner dispatches."""
@@ -96,7 +100,6 @@ class QueueJob:
         self.registry = registry
         self.rows = rows
         self.worker = server
-        self.drain_queue = "root"
 
     def reset(self):
         """Start each run from an empty job table, as the addon's side does with its outbox."""
@@ -108,15 +111,12 @@ class QueueJob:
     def route(self, queue):
         """One channel (root) for every job."""
 
-    def hold(self):
-        """Pause the server: the jobs enqueued meanwhile wait for :meth:`start_draining`."""
-        self.worker.pause()
+    def stop_consumer(self):
+        """Stop the server: the jobs enqueued meanwhile wait for :meth:`start_consumer`."""
+        self.worker.stop()
 
-    def start_draining(self):
-        self.worker.resume()
-
-    def stop_draining(self):
-        """The server keeps running: it serves the latency probes next."""
+    def start_consumer(self):
+        self.worker.start()
 
     def settle(self):
         """A committed job is in the table, and its NOTIFY is queued for the runner: nothing more to wait for."""

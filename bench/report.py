@@ -1,5 +1,6 @@
 """Turns the runs into the report: spreads, paired ratios, the targets, and the printed tables."""
 
+import functools
 import statistics
 
 TARGETS = {
@@ -13,8 +14,10 @@ TARGETS = {
     "backlog_flat": 0.1,
 }
 PERCENTILES = ("p50", "p95", "p99")
+QUEUE_JOB_COMPARED = ("drain_tps", "drain_cpu_ms", "drain_machine_cpu_ms", "enqueue_ms")
 LATENCY_ORIGINS = {"from_commit": "latency from COMMIT", "from_return": "latency from commit()"}
-SIDES = ("ours", "floor", "raw", "queue_job")
+SIDES = ("ours", "floor", "raw")
+QUEUE_JOB_SIDES = ("ours", "queue_job")
 
 
 def spread(values):
@@ -50,7 +53,7 @@ def pool_pss(memory):
 
 def verdict(result, broker):
     """The ratios between the sides (and parts) measured, and which targets their medians meet."""
-    ours, floor, raw, queue_job = (result.get(name) for name in SIDES)
+    ours, floor, raw = (result.get(name) for name in SIDES)
     ratios, met = {}, {}
     if raw:
         ratios.update(
@@ -69,13 +72,12 @@ def verdict(result, broker):
     if ours and "latency_ms" in ours:
         for key in ("p50", "p99"):
             met[f"latency_{key}"] = ours["latency_ms"]["from_commit"][key]["median"] <= TARGETS[f"latency_{key}_ms"]
-    if queue_job:
-        for key in ("enqueue_ms", "enqueue_cpu_ms", "drain_tps", "drain_cpu_ms", "drain_machine_cpu_ms"):
-            ratios[f"{key}_vs_queue_job"] = paired(ours[key], queue_job[key])
-        met["drain_queue_job"] = ratios["drain_tps_vs_queue_job"]["median"] >= TARGETS["drain_vs_queue_job"]
-        for key in ("p50", "p99"):
-            mine, theirs = ours["latency_ms"]["from_commit"][key], queue_job["latency_ms"]["from_commit"][key]
-            ratios[f"latency_{key}_vs_queue_job"] = paired(mine, theirs)
+    if "queue_job" in result:
+        ratios.update(queue_job_ratios(result["queue_job"]))
+        for mode in result["queue_job"]["modes"]:
+            met[f"drain_queue_job_{mode}"] = (
+                ratios[f"queue_job_{mode}_drain_tps"]["median"] >= TARGETS["drain_vs_queue_job"]
+            )
     if "memory_floor" in result:
         memory = result["memory_floor"]
         over = pool_pss(memory["ours"]) - pool_pss(memory["floor"])
@@ -128,6 +130,18 @@ def verdict(result, broker):
     return {"ratios": ratios, "targets_met": met}
 
 
+def queue_job_ratios(part):
+    """Ours/queue_job per run, each mode's pair having run back to back; latency from COMMIT."""
+    ratios = {}
+    for mode, sides in part["modes"].items():
+        for key in QUEUE_JOB_COMPARED:
+            ratios[f"queue_job_{mode}_{key}"] = paired(*(sides[name][key] for name in QUEUE_JOB_SIDES))
+    for key in ("p50", "p99"):
+        ours, theirs = (part["latency"][name]["latency_ms"]["from_commit"][key] for name in QUEUE_JOB_SIDES)
+        ratios[f"queue_job_latency_{key}"] = paired(ours, theirs)
+    return ratios
+
+
 def fmt(values, digits):
     if not values:
         return ""
@@ -151,75 +165,102 @@ def goal(text, met):
 
 
 def main_rows(result):
-    """(metric, ours, floor, raw, queue_job, ours/raw, ours/queue_job, target) rows of one broker."""
+    """(metric, ours, floor, raw, ours/raw, target) rows of one broker."""
     sides = {name: result.get(name) or {} for name in SIDES}
     ratios, met = result["ratios"], result["targets_met"]
 
-    def row(label, key, digits, raw_key=None, raw_ratio=None, qj=True, target=""):
+    def row(label, key, digits, raw_key=None, raw_ratio=None, target=""):
         cells = [fmt(sides[name].get(key), digits) for name in ("ours", "floor")]
         cells.append(fmt(sides["raw"].get(raw_key or key), digits))
-        cells.append(fmt(sides["queue_job"].get(key), digits) if qj else "")
         cells.append(fmt(ratios.get(raw_ratio), 2) if raw_ratio else "")
-        cells.append(fmt(ratios.get(f"{key}_vs_queue_job"), 2) if qj else "")
         return (label, *cells, target)
 
     def target(name, text):
         return goal(text, met[name]) if name in met else ""
 
     enqueue_goal = target("enqueue", f"ours/odoo floor <= {TARGETS['enqueue_vs_write_txn']}")
-    drain_goal = target("drain_queue_job", f"ours/queue_job >= {TARGETS['drain_vs_queue_job']}")
     rows = [
         row("enqueue ms/call (raw: no-op)", "enqueue_ms", 3, "noop_enqueue_ms", "enqueue", target=enqueue_goal),
         row("  caller CPU ms/call", "enqueue_cpu_ms", 3, "noop_enqueue_cpu_ms", "enqueue_cpu"),
-        row(
-            "  until all on the broker ms/call",
-            "enqueue_published_ms",
-            3,
-            "noop_enqueue_ms",
-            "enqueue_published",
-            False,
-        ),
-        ("  raw apply_async(touch) ms/call", "", "", fmt(sides["raw"].get("enqueue_ms"), 3), "", "", "", ""),
-        (
-            "  odoo floor: a write transaction alone ms",
-            "",
-            fmt(sides["floor"].get("write_txn_ms"), 3),
-            "",
-            "",
-            "",
-            "",
-            "",
-        ),
+        row("  until all on the broker ms/call", "enqueue_published_ms", 3, "noop_enqueue_ms", "enqueue_published"),
+        ("  raw apply_async(touch) ms/call", "", "", fmt(sides["raw"].get("enqueue_ms"), 3), "", ""),
+        ("  odoo floor: a write transaction alone ms", "", fmt(sides["floor"].get("write_txn_ms"), 3), "", "", ""),
     ]
     if ratios.get("enqueue_vs_write_txn"):
-        rows.append(("  ours/floor enqueue ms", "", fmt(ratios["enqueue_vs_write_txn"], 2), "", "", "", "", ""))
+        rows.append(("  ours/floor enqueue ms", "", fmt(ratios["enqueue_vs_write_txn"], 2), "", "", ""))
     rows += [
-        row("drain tasks/s", "drain_tps", 0, raw_ratio="drain", target=drain_goal),
-        row("  worker CPU ms/task", "drain_cpu_ms", 2, raw_ratio="drain_cpu"),
-        row("  machine CPU ms/task (+ PostgreSQL, broker)", "drain_machine_cpu_ms", 2, raw_ratio="drain_machine_cpu"),
-        row("    of it PostgreSQL ms/task", "drain_postgres_cpu_ms", 2),
-        row("    of it the broker ms/task", "drain_broker_cpu_ms", 2),
-        row("    of the worker's, its main process ms/task", "drain_main_process_cpu_ms", 2),
-        row("  CPU stolen by the hypervisor %", "drain_steal_pct", 1, qj=True),
+        row("drain tasks/s", "drain_tps", 0, raw_ratio="drain"),
+        *drain_cost_rows(row, {"drain_cpu_ms": "drain_cpu", "drain_machine_cpu_ms": "drain_machine_cpu"}),
     ]
     if ratios.get("drain_vs_floor"):
         floor_goal = target("drain_floor", f">= {TARGETS['drain_vs_floor']}")
-        rows.append(("  ours/floor drain tasks/s", "", fmt(ratios["drain_vs_floor"], 2), "", "", "", "", floor_goal))
+        rows.append(("  ours/floor drain tasks/s", "", fmt(ratios["drain_vs_floor"], 2), "", "", floor_goal))
     for origin, label in LATENCY_ORIGINS.items():
         for key in PERCENTILES:
             goal_text = ""
             if origin == "from_commit" and key in ("p50", "p99"):
                 goal_text = target(f"latency_{key}", f"<= {TARGETS[f'latency_{key}_ms']:.0f} ms")
             cells = [fmt(sides[name].get("latency_ms", {}).get(origin, {}).get(key), 1) for name in SIDES]
-            vs_qj = fmt(ratios.get(f"latency_{key}_vs_queue_job"), 2) if origin == "from_commit" else ""
-            rows.append((f"{label} {key} ms", cells[0], "", cells[2], cells[3], "", vs_qj, goal_text))
+            rows.append((f"{label} {key} ms", cells[0], "", cells[2], "", goal_text))
     for label, pick in (
         ("peak RSS per pool process MiB", lambda memory: max(child["peak_rss_mib"] for child in memory["pool"])),
         ("PSS per pool process MiB", pool_pss),
         ("peak RSS main process MiB", lambda memory: memory["main"]["peak_rss_mib"]),
     ):
         cells = [f"{pick(sides[name]['memory']):.0f}" if "memory" in sides[name] else "" for name in SIDES]
-        rows.append((label, cells[0], "", cells[2], "", "", "", ""))
+        rows.append((label, cells[0], "", cells[2], "", ""))
+    return rows
+
+
+def drain_cost_rows(row, raw_ratios=None):
+    """Where a drain's CPU went, and what else the machine did meanwhile: the rows under its tasks/s.
+
+    ``raw_ratios``: {measurement: the name of its ours/raw ratio} where the table has one.
+    """
+    raw_ratios = raw_ratios or {}
+
+    def cost(label, key, digits):
+        return row(label, key, digits, **({"raw_ratio": raw_ratios[key]} if key in raw_ratios else {}))
+
+    return [
+        cost("  worker CPU ms/task", "drain_cpu_ms", 2),
+        cost("  machine CPU ms/task (+ PostgreSQL, broker)", "drain_machine_cpu_ms", 2),
+        cost("    of it PostgreSQL ms/task", "drain_postgres_cpu_ms", 2),
+        cost("    of it the broker ms/task", "drain_broker_cpu_ms", 2),
+        cost("    of the worker's, its main process ms/task", "drain_main_process_cpu_ms", 2),
+        cost("  CPU stolen by the hypervisor %", "drain_steal_pct", 1),
+        cost("  CPU of other processes % (not the side, PostgreSQL, broker, bench)", "drain_others_cpu_pct", 1),
+        cost("  load average (1 min) at the start", "load_1min", 2),
+    ]
+
+
+def queue_job_row(mode, sides, ratios, label, key, digits, target=""):
+    """(mode, metric, ours, queue_job, ours/queue_job, target) of one measurement."""
+    ratio = ratios.get(f"queue_job_{mode}_{key}")
+    cells = [fmt(sides[name].get(key), digits) for name in QUEUE_JOB_SIDES]
+    return (mode, label, *cells, fmt(ratio, 2) if ratio else "", target)
+
+
+def queue_job_rows(part, ratios, met):
+    """The part against queue_job: each mode's drain and its costs, the enqueue; the light-load latency.
+
+    The worker of queue_job is its whole Odoo server: main process, HTTP workers, job runner, gevent child.
+    """
+    rows = []
+    for mode, sides in part["modes"].items():
+        row = functools.partial(queue_job_row, mode, sides, ratios)
+        goal_text = goal(f">= {TARGETS['drain_vs_queue_job']}", met[f"drain_queue_job_{mode}"])
+        rows += [
+            row(f"drain jobs/s ({part['jobs']} jobs)", "drain_tps", 0, goal_text),
+            *drain_cost_rows(row),
+            row("  enqueue ms/call (caller, one transaction each)", "enqueue_ms", 3),
+        ]
+        if "drained_after_last_call_s" in sides["ours"]:
+            rows.append(row("  drained after the caller's last call s (0: kept up)", "drained_after_last_call_s", 2))
+    for key in PERCENTILES:
+        cells = [fmt(part["latency"][name]["latency_ms"]["from_commit"][key], 1) for name in QUEUE_JOB_SIDES]
+        ratio = ratios.get(f"queue_job_latency_{key}")
+        rows.append(("light load", f"latency from COMMIT {key} ms", *cells, fmt(ratio, 2) if ratio else "", ""))
     return rows
 
 
@@ -510,8 +551,8 @@ def table(results):
     Enqueue floor: an Odoo transaction writing one field and committing, with no task in it.
     Drain floor: that write as a plain Celery task in the addon's worker.
     """
-    header = ("broker", "metric", "ours", "odoo floor", "raw", "queue_job", "ours/raw", "ours/queue_job", "target")
-    main = [header]
+    main = [("broker", "metric", "ours", "odoo floor", "raw", "ours/raw", "target")]
+    against = [("broker", "mode", "metric", "ours", "queue_job", "ours/queue_job", "target")]
     parts = [("broker", "part", "metric", "value", "ratio", "target / note")]
     for broker, result in results.items():
         if broker in OTHER_PARTS:
@@ -519,8 +560,11 @@ def table(results):
             continue
         if "ours" in result:
             main += [(broker, *row) for row in main_rows(result)]
+        if "queue_job" in result:
+            rows = queue_job_rows(result["queue_job"], result["ratios"], result["targets_met"])
+            against += [(broker, *row) for row in rows]
         parts += [(broker, *row) for row in part_rows(result)]
-    sections = [render(main)] if len(main) > 1 else []
+    sections = [render(table) for table in (main, against) if len(table) > 1]
     if len(parts) > 1:
         sections.append(render(parts))
     return "\n\n".join(sections)

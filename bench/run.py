@@ -21,6 +21,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import against_queue_job
 import background_cost
 import backlog
 import features
@@ -132,10 +133,13 @@ def bench_broker(broker, ctx, preset, profiles, parts, first):
             cleanup.callback(raw_worker.stop)
             raw_worker.start(raw_app.app)
             sides += [floor, Raw(raw_app, ctx["raw_rows"], raw_worker, queues["raw-drain"], queues["raw-sink"])]
-        if "queue_job" in parts and first and ctx.get("queue_job"):
-            sides.append(ctx["queue_job"])
         if len(sides) > 1:
             result.update(compare(broker, sides, ids, markers, preset, profiles))
+            ctx["save"]()
+        if "queue_job" in parts and first:
+            result["queue_job"] = against_queue_job.bench(
+                ours, ctx["queue_job"], ids, markers, preset, profiles, broker
+            )
             ctx["save"]()
         if "memory" in parts and first:
             result["memory_floor"] = memory_floor(broker, ctx, ours, ids, markers, preset)
@@ -294,6 +298,11 @@ def parse_args(argv):
         raise SystemExit("--part backlog plots its curves: pip install matplotlib")
     if "queue_job" in parts and not queue_job_side.available():
         raise SystemExit('--part queue_job needs: pip install --no-deps "odoo-addon-queue-job>=18.0,<18.1"')
+    if "queue_job" in parts and not queue_job_side.gevent_starts():
+        raise SystemExit(
+            "--part queue_job: gevent cannot start here (its server's long-polling child would not):"
+            " pip install -r bench/requirements.txt"
+        )
     return args, preset, args.broker or ["redis", "rabbitmq"], parts
 
 

@@ -90,6 +90,13 @@ class Ours(CeleryDrain):
         """Decorated methods without ``queue=`` go to the default queue."""
         self.app.conf.task_default_queue = queue
 
+    def stop_consumer(self):
+        """Stop the worker: the tasks sent to its queue meanwhile wait for :meth:`start_consumer`."""
+        self.worker.stop()
+
+    def start_consumer(self):
+        self.worker.start(self.app)
+
     @contextlib.contextmanager
     def _env(self):
         with self.registry.cursor() as cr:

@@ -151,17 +151,20 @@ def machine_cpu_seconds():
 SERVICE_PROCESSES = {"postgres": ("postgres",), "broker": ("redis-server", "beam.smp", "erl_child_setup")}
 
 
-def process_cpu_seconds(pid):
-    """User and system CPU seconds of one process so far (0 for one that is gone)."""
+def process_cpu_seconds(pid, reaped=False):
+    """User and system CPU seconds of one process so far (0 for one that is gone); with ``reaped``, also those
+    of its children that have exited and that it has waited for."""
     with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = sum(int(value) for value in fields[11 : 15 if reaped else 13])
+        return ticks / os.sysconf("SC_CLK_TCK")
     return 0.0
 
 
 def service_cpu_seconds():
     """CPU seconds so far of PostgreSQL's processes and of the broker's, by name: where a drain's machine
-    CPU goes besides the worker (a backend that exits meanwhile takes its share with it)."""
+    CPU goes besides the worker. PostgreSQL's backends that exited count too (through the postmaster,
+    which reaps them): a client that connects for each request pays in backends that do not stay."""
     totals = dict.fromkeys(SERVICE_PROCESSES, 0.0)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -170,7 +173,7 @@ def service_cpu_seconds():
             name = (entry / "comm").read_text().strip()
             for service, names in SERVICE_PROCESSES.items():
                 if name in names:
-                    totals[service] += process_cpu_seconds(entry.name)
+                    totals[service] += process_cpu_seconds(entry.name, reaped=True)
     return totals
 
 
@@ -211,7 +214,6 @@ class ProcessTree:
         """Warm shutdown, then SIGKILL whatever of the process group is left."""
         if self.process is None:
             return
-        self.signal_group(signal.SIGCONT)  # a paused group cannot shut down
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
