@@ -12,7 +12,7 @@ from celery.backends.base import DisabledBackend
 from celery.utils.imports import symbol_by_name
 from kombu.exceptions import OperationalError
 
-from . import config
+from . import config, tracing
 
 _logger = logging.getLogger(__name__)
 
@@ -170,21 +170,23 @@ def broker_priority(priority, producer):
 
 
 def _send(message, producer):
-    celery_app.send_task(
-        message.task_name,
-        args=message.args,
-        task_id=message.task_uuid,
-        queue=broker_queue(message.queue, message.dbname),
-        eta=_utc(message.eta),
-        expires=_utc(message.expires_at),
-        priority=broker_priority(message.priority, producer),
-        time_limit=message.time_limit,
-        soft_time_limit=message.soft_time_limit,
-        argsrepr=message.call_repr,
-        kwargsrepr="{}",
-        retry=False,
-        producer=producer,
-    )
+    with tracing.call_context(message.traceparent):
+        celery_app.send_task(
+            message.task_name,
+            args=message.args,
+            task_id=message.task_uuid,
+            queue=broker_queue(message.queue, message.dbname),
+            eta=_utc(message.eta),
+            expires=_utc(message.expires_at),
+            priority=broker_priority(message.priority, producer),
+            time_limit=message.time_limit,
+            soft_time_limit=message.soft_time_limit,
+            argsrepr=message.call_repr,
+            kwargsrepr="{}",
+            headers=tracing.headers(message.traceparent),
+            retry=False,
+            producer=producer,
+        )
 
 
 def reconfigure(**overrides):

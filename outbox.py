@@ -13,7 +13,7 @@ import uuid
 import psycopg2.errors
 from celery.result import AsyncResult
 
-from . import compat, config, serialization, task_record, task_specs
+from . import compat, config, serialization, task_record, task_specs, tracing
 from .app import celery_app
 from .publisher import publisher
 
@@ -137,6 +137,7 @@ def _insert(statement, spec, records, args, kwargs, options, extra, log=True):
             "max_retries": options.max_retries,
             "time_limit": options.time_limit,
             "soft_time_limit": options.soft_time_limit,
+            "traceparent": tracing.current_traceparent(),
             "horizon": config.schedule_horizon(),
             "call_repr": task_specs.describe_call(records._name, records._ids, spec.method, args, kwargs),
             "now": now,

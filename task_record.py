@@ -97,7 +97,9 @@ RELEASE_LOCK_CLASS = 0x0CE2
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
 #: What a statement returns for the message of each task it makes ready: see :meth:`TaskMessage.from_row`.
-MESSAGE_COLUMNS = "id, uuid, name, queue, eta, expires_at, priority, call_repr, time_limit, soft_time_limit"
+MESSAGE_COLUMNS = (
+    "id, uuid, name, queue, eta, expires_at, priority, call_repr, time_limit, soft_time_limit, traceparent"
+)
 
 
 def _scheduled_or_pending(eta):
@@ -121,12 +123,12 @@ INSERT_TASK = f"""
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
         queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
-        max_retries, time_limit, soft_time_limit, create_date, write_date
+        max_retries, time_limit, soft_time_limit, traceparent, create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
         {_scheduled_or_pending("%(eta)s::timestamp")}, 0, %(limit_name)s,
-        %(max_retries)s, %(time_limit)s, %(soft_time_limit)s, %(now)s, %(now)s
+        %(max_retries)s, %(time_limit)s, %(soft_time_limit)s, %(traceparent)s, %(now)s, %(now)s
     ) RETURNING {MESSAGE_COLUMNS}, state
 """
 
@@ -137,12 +139,13 @@ INSERT_UNIQUE_TASK = f"""
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
         queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
-        max_retries, time_limit, soft_time_limit, identity_key, open_key, unique_running, create_date, write_date
+        max_retries, time_limit, soft_time_limit, traceparent, identity_key, open_key, unique_running,
+        create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
         {_scheduled_or_pending("%(eta)s::timestamp")}, 0, %(limit_name)s,
-        %(max_retries)s, %(time_limit)s, %(soft_time_limit)s,
+        %(max_retries)s, %(time_limit)s, %(soft_time_limit)s, %(traceparent)s,
         %(identity_key)s, %(identity_key)s, %(unique_running)s, %(now)s, %(now)s
     )
     ON CONFLICT (open_key) WHERE open_key IS NOT NULL DO NOTHING
@@ -157,12 +160,13 @@ INSERT_WORKFLOW_TASK = f"""
     INSERT INTO celery_task (
         uuid, name, dbname, user_id, model_name, method_name, record_ids, args, context,
         queue, priority, eta, expires_at, call_repr, state, attempts, limit_name,
-        max_retries, time_limit, soft_time_limit, workflow_id, workflow_root_id, receives, create_date, write_date
+        max_retries, time_limit, soft_time_limit, traceparent, workflow_id, workflow_root_id, receives,
+        create_date, write_date
     ) VALUES (
         %(uuid)s, %(name)s, %(dbname)s, %(uid)s, %(model)s, %(method)s, %(ids)s, %(args)s,
         %(context)s, %(queue)s, %(priority)s, %(eta)s, %(expires_at)s, %(call_repr)s,
         CASE WHEN %(waits)s THEN 'waiting' ELSE {_scheduled_or_pending("%(eta)s::timestamp")} END, 0,
-        %(limit_name)s, %(max_retries)s, %(time_limit)s, %(soft_time_limit)s,
+        %(limit_name)s, %(max_retries)s, %(time_limit)s, %(soft_time_limit)s, %(traceparent)s,
         %(workflow_id)s, %(workflow_root_id)s, %(receives)s, %(now)s, %(now)s
     ) RETURNING {MESSAGE_COLUMNS}, state
 """
@@ -711,6 +715,7 @@ class TaskMessage:
     priority: int | None = None
     time_limit: float | None = None
     soft_time_limit: float | None = None
+    traceparent: str | None = None
 
     @classmethod
     def from_row(cls, dbname, row):
@@ -727,6 +732,7 @@ class TaskMessage:
             priority=row.get("priority"),
             time_limit=row.get("time_limit"),
             soft_time_limit=row.get("soft_time_limit"),
+            traceparent=row.get("traceparent"),
         )
 
     @property

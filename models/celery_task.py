@@ -90,6 +90,9 @@ class CeleryTask(models.Model):
     max_retries = fields.Integer("Max Retries", readonly=True, help=CALL_OWN)
     time_limit = fields.Float("Time Limit (s)", readonly=True, help=CALL_OWN)
     soft_time_limit = fields.Float("Soft Time Limit (s)", readonly=True, help=CALL_OWN)
+    traceparent = fields.Char(
+        "Trace Parent", readonly=True, help="The W3C trace context of the call, when its process used OpenTelemetry."
+    )
     state = fields.Selection(task_record.STATE_LABELS, default=task_record.PENDING, required=True, readonly=True)
     attempts = fields.Integer(readonly=True)
     sent_at = fields.Datetime("Sent", readonly=True)

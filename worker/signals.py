@@ -1,10 +1,10 @@
-"""The Celery signal handlers a worker needs: fork safety, clean exit, and unknown task names."""
+"""The Celery signal handlers a worker needs: fork safety, clean exit, unknown task names, and tracing."""
 
 import logging
 
 from celery import signals
 
-from .. import compat, task_record
+from .. import compat, task_record, tracing
 from ..exceptions import MalformedMessage, UnknownTask
 from . import connections, live, metrics, outcome
 from .background import background
@@ -60,3 +60,4 @@ def connect():
     signals.worker_process_shutdown.connect(close_kept_connections, weak=False)
     signals.worker_shutdown.connect(stop_background, weak=False)
     signals.task_unknown.connect(record_unknown_task, weak=False)
+    tracing.instrument_worker()
