@@ -52,6 +52,7 @@ class TestTaskUiTour(HttpCase):
                     "max_retries": None,
                     "time_limit": None,
                     "soft_time_limit": None,
+                    "traceparent": None,
                     "horizon": 60,
                     "now": now,
                 },
