@@ -220,6 +220,18 @@ def drop_database(dbname):
     shutil.rmtree(config.filestore(dbname), ignore_errors=True)
 
 
+def run_caller_script(stack, script, item_id, env):
+    """Run ``tests/<script>`` with the tests' config, database and test item ``item_id``, as a caller of its own."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "tests" / script), str(stack.config_path), stack.db, str(item_id)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tempfile.gettempdir(),
+    )
+
+
 def rpc(dbname, uid, password, model, method, *args, **kwargs):
     """An XML-RPC/JSON-RPC ``execute_kw`` call, dispatched the way Odoo's RPC controllers do."""
     from odoo.service import model as rpc_model

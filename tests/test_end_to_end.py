@@ -5,8 +5,6 @@ import datetime
 import decimal
 import json
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -69,15 +67,7 @@ def test_a_script_that_exits_right_after_its_commits_publishes_its_calls_first(s
     item_id = stack.new_item()
     # No result backend, as by default: a backend loads the broker's client library early, and hides the fault.
     env = {**redis.env, "ODOO_CELERY_DEFAULT_QUEUE": queue, "ODOO_CELERY_BACKEND_URL": ""}
-    script = harness.REPO / "tests" / "exit_right_after_commit.py"
-    done = subprocess.run(
-        [sys.executable, str(script), str(stack.config_path), stack.db, str(item_id)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=tempfile.gettempdir(),
-    )
+    done = harness.run_caller_script(stack, "exit_right_after_commit.py", item_id, env)
     try:
         assert done.returncode == 0 and "committed" in done.stdout, done.stderr[-3000:]
         assert "can't register atexit" not in done.stderr and "broker refused" not in done.stderr, done.stderr[-3000:]

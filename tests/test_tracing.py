@@ -5,9 +5,6 @@ OpenTelemetry loads nothing of it, and a worker without it installed runs as bef
 import json
 import os
 import random
-import subprocess
-import sys
-import tempfile
 
 import pytest
 from opentelemetry import trace
@@ -97,15 +94,7 @@ def test_a_task_the_relay_publishes_stays_in_the_call_trace(stack, fault_worker,
 
 def test_without_opentelemetry_nothing_is_loaded_and_tasks_run(stack, redis):
     item_id = stack.new_item()
-    script = harness.REPO / "tests" / "call_without_opentelemetry.py"
-    done = subprocess.run(
-        [sys.executable, str(script), str(stack.config_path), stack.db, str(item_id)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=redis.env,
-        cwd=tempfile.gettempdir(),
-    )
+    done = harness.run_caller_script(stack, "call_without_opentelemetry.py", item_id, redis.env)
     assert done.returncode == 0, done.stderr[-3000:]
     words = done.stdout.split()
     assert words[2:] == ["loaded", "nothing"], done.stdout
