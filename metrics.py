@@ -53,7 +53,7 @@ GAUGES = {
 def read_database(cr):
     """The rows task_record.METRICS reads in ``cr``'s database."""
     cr.execute(task_record.METRICS)
-    return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in cr.fetchall()]
+    return [tuple(row) for row in cr.fetchall()]
 
 
 class _Cached:

@@ -8,6 +8,7 @@ import sys
 import time
 
 import measure
+import relay_cost
 import stack
 
 EXIT_SCRIPT = stack.BENCH / "exit_after_commit.py"
@@ -152,7 +153,6 @@ SCHEDULED_SETTLE = 12.0  # two relay rounds and many rounds of the publisher of 
 def scheduled_at_rest(ours, ids, count, markers):
     """``count`` calls scheduled a day ahead, against none: the worker's memory, its queue on the broker, and the
     relay's round (this process). They wait in PostgreSQL: memory and queue length must not grow."""
-    import relay_cost
 
     def state():
         time.sleep(SCHEDULED_SETTLE)

@@ -33,7 +33,7 @@ class CeleryTaskMetrics(http.Controller):
 
 
 def _is_manager():
-    return not request.env.user._is_public() and request.env.user.has_group("celery_task.group_celery_manager")
+    return request.env.user.has_group("celery_task.group_celery_manager")
 
 
 def _has_token():

@@ -220,6 +220,12 @@ def drop_database(dbname):
     shutil.rmtree(config.filestore(dbname), ignore_errors=True)
 
 
+def task_count(env):
+    """The task records in ``env``'s database, as its transaction sees them."""
+    env.cr.execute("SELECT count(*) FROM celery_task")
+    return env.cr.fetchone()[0]
+
+
 def run_caller_script(stack, script, item_id, env):
     """Run ``tests/<script>`` with the tests' config, database and test item ``item_id``, as a caller of its own."""
     return subprocess.run(
@@ -318,12 +324,16 @@ class Worker:
         return self
 
     def wait_ready(self, app, timeout=60):
+        """Ping the worker on its own broker, wherever the caller's app points (a test may have left it on
+        a broker it stopped)."""
+
         def answered():
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            return app.control.ping(destination=[self.name], timeout=0.5)
+            return app.control.ping(destination=[self.name], timeout=0.5, connection=connection)
 
-        wait_for(answered, timeout, interval=0.2, what=f"worker {self.name} to answer ping")
+        with app.connection_for_write(self.env.get("ODOO_CELERY_BROKER_URL")) as connection:
+            wait_for(answered, timeout, interval=0.2, what=f"worker {self.name} to answer ping")
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

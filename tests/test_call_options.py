@@ -14,11 +14,6 @@ pytestmark = pytest.mark.odoo
 HORIZON = 3
 
 
-def task_count(env):
-    env.cr.execute("SELECT count(*) FROM celery_task")
-    return env.cr.fetchone()[0]
-
-
 def utcnow():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
@@ -65,10 +60,10 @@ def test_a_bad_call_raises_at_once_and_writes_nothing(stack, bad):
     call, error, message = BAD_CALLS[bad]
     item_id = stack.new_item()
     with stack.env() as env:
-        before = task_count(env)
+        before = harness.task_count(env)
         with pytest.raises(error, match=message):
             call(env["task.test.item"].browse(item_id), celery_task)
-        assert task_count(env) == before, "nothing written"
+        assert harness.task_count(env) == before, "nothing written"
 
 
 def test_each_option_is_kept_on_the_task_record_and_equal_keys_share_a_task(stack):
@@ -236,9 +231,7 @@ def test_a_scheduled_task_is_cancelled_or_moved_without_the_broker(stack, redis)
 def test_a_retry_with_a_long_countdown_waits_in_the_database(stack, redis):
     item_id = stack.new_item()
     result = stack.call("flaky_later", item_id, succeed_on=2)
-    row = harness.wait_for(
-        lambda: (found := stack.task_row(result.id))["state"] == "retry" and found, 30, what="the first attempt to fail"
-    )
+    row = stack.wait_row(result.id, states=("retry",), timeout=30)
     assert row["sent_at"] is None and (row["eta"] - row["write_date"]).total_seconds() >= 3.9, "unsent until due"
     row = stack.wait_row(result.id, timeout=30)
     assert (row["state"], row["attempts"], row["result"]) == ("done", 2, "2")

@@ -2,23 +2,20 @@
 
 import pytest
 
+import harness
+
 pytestmark = pytest.mark.odoo
-
-
-def task_count(env):
-    env.cr.execute("SELECT count(*) FROM celery_task")
-    return env.cr.fetchone()[0]
 
 
 def test_async_off_runs_inline(stack, monkeypatch):
     monkeypatch.setenv("ODOO_ENABLE_CELERY_TASK", "False")
     item_id = stack.new_item()
     with stack.env() as env:
-        before = task_count(env)
+        before = harness.task_count(env)
         item = env["task.test.item"].browse(item_id)
         assert item.bump(amount=4) == {"ids": [item_id], "values": [4]}
         assert item.value == 4, "it ran in the caller's transaction"
-        assert task_count(env) == before, "no task record, no message"
+        assert harness.task_count(env) == before, "no task record, no message"
 
 
 def test_progress_calls_work_inline(stack, monkeypatch):
@@ -32,10 +29,10 @@ def test_progress_calls_work_inline(stack, monkeypatch):
 def test_context_key_forces_inline_per_call(stack):
     item_id = stack.new_item()
     with stack.env() as env:
-        before = task_count(env)
+        before = harness.task_count(env)
         item = env["task.test.item"].browse(item_id).with_context(celery_task_inline=True)
         assert item.bump(amount=2) == {"ids": [item_id], "values": [2]}
-        assert task_count(env) == before
+        assert harness.task_count(env) == before
 
 
 def test_inline_errors_reach_the_caller(stack, monkeypatch):

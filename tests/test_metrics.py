@@ -48,9 +48,7 @@ def metrics_env(port, cache_seconds):
 def metered(stack, fault_worker):
     """A worker with its metrics on a port (read anew at each scrape), and a queue of its own."""
     port = harness.free_port()
-    worker = fault_worker(
-        "redis", env={"ODOO_CELERY_METRICS_PORT": str(port), "ODOO_CELERY_METRICS_CACHE_SECONDS": "0"}
-    )
+    worker = fault_worker("redis", env=metrics_env(port, 0))
     stack.point_caller(harness.BROKERS["redis"], worker.queue)
     worker.start(stack.app)
     worker.port = port
@@ -116,9 +114,7 @@ def test_each_metric_says_what_the_database_and_the_worker_did(stack, metered):
 
 def test_the_gauges_are_read_once_per_cache_period(stack, fault_worker):
     port = harness.free_port()
-    worker = fault_worker(
-        "redis", env={"ODOO_CELERY_METRICS_PORT": str(port), "ODOO_CELERY_METRICS_CACHE_SECONDS": "3"}
-    )
+    worker = fault_worker("redis", env=metrics_env(port, 3))
     worker.start(stack.app)
     queue = f"{worker.queue}-cached"
     item_id = stack.new_item()
@@ -128,8 +124,7 @@ def test_the_gauges_are_read_once_per_cache_period(stack, fault_worker):
 
     with stack.env() as env:
         first = env["task.test.item"].browse(item_id).with_delay(queue=queue).bump()
-    time.sleep(3.1)
-    assert pending() == 1
+    harness.wait_for(lambda: pending() == 1, 10, what="a scrape to read the call")  # that scrape filled the cache
     with stack.env() as env:
         second = env["task.test.item"].browse(item_id).with_delay(queue=queue).bump()
     assert pending() == 1, "within the cache period: the same read"

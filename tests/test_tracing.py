@@ -23,14 +23,14 @@ def traced_worker(fault_worker, broker, spans):
 
 
 def call_span():
-    """A sampled span of the caller's, as an instrumented Odoo request would have."""
+    """A sampled span of the caller's, as an instrumented Odoo request would have; and its ids, in hex."""
     context = trace.SpanContext(
         trace_id=random.getrandbits(128),
         span_id=random.getrandbits(64),
         is_remote=False,
         trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
     )
-    return trace.NonRecordingSpan(context)
+    return trace.NonRecordingSpan(context), f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
 def read_spans(path):
@@ -58,8 +58,7 @@ def test_the_task_span_is_a_child_of_the_call_span(stack, fault_worker, broker, 
     assert "tasks traced by opentelemetry-instrumentation-celery" in worker.log()
     item_id = stack.new_item()
 
-    span = call_span()
-    trace_id, span_id = f"{span.get_span_context().trace_id:032x}", f"{span.get_span_context().span_id:016x}"
+    span, trace_id, span_id = call_span()
     with trace.use_span(span):
         result = stack.call("bump", item_id)
     untraced = stack.call("bump", item_id)
@@ -77,8 +76,7 @@ def test_a_task_the_relay_publishes_stays_in_the_call_trace(stack, fault_worker,
     worker = traced_worker(fault_worker, "redis", spans)
     stack.point_caller(harness.BROKERS["redis"], worker.queue)
     item_id = stack.new_item()
-    span = call_span()
-    trace_id, span_id = f"{span.get_span_context().trace_id:032x}", f"{span.get_span_context().span_id:016x}"
+    span, trace_id, span_id = call_span()
     with trace.use_span(span):
         row = stack.unpublished_call("bump", item_id)
     assert row["sent_at"] is None and row["traceparent"] == f"00-{trace_id}-{span_id}-01"

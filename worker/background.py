@@ -110,6 +110,7 @@ class _Rounds:
         self.observed = None
         self.consumption = None  # (databases served, broker queues paused), as last handed to the loop
         self.paused = {}  # database -> the names of its paused queues
+        self.paused_retry_at = {}  # database -> when to try reading its paused queues again
         self.news = set()  # databases other workers (and this one) told news of, for the housekeeper
         self.notice_databases = set()
         self.due = collections.defaultdict(float)
@@ -229,6 +230,24 @@ class _Rounds:
                 self.paused[dbname] = frozenset(name for (name,) in cr.fetchall())
         return self.paused[dbname]
 
+    def _paused_if_readable(self, dbname):
+        """``_paused``, or none while they cannot be read (the claim still keeps a paused queue's tasks from
+        running): tried again after RETRY_SECONDS, not every round, as a connection attempt may wait."""
+        if time.monotonic() < self.paused_retry_at.get(dbname, 0):
+            return frozenset()
+        try:
+            return self._paused(dbname)
+        except Exception as exc:  # noqa: BLE001 - any failure: the same answer, said once per retry
+            self.paused_retry_at[dbname] = time.monotonic() + RETRY_SECONDS
+            _logger.warning(
+                "celery_task: cannot read the paused queues of %s (%s: %s); trying again in %d s",
+                dbname,
+                type(exc).__name__,
+                exc,
+                RETRY_SECONDS,
+            )
+            return frozenset()
+
     def _unpaused(self, dbname, queues):
         return [queue for queue in queues if queue not in self._paused(dbname)]
 
@@ -238,8 +257,7 @@ class _Rounds:
         served = databases.known()
         paused = set()
         for dbname in served:
-            with contextlib.suppress(Exception):  # unread now: the claim keeps a paused queue's tasks from running
-                paused |= {(dbname, queue) for queue in self._paused(dbname)}
+            paused |= {(dbname, queue) for queue in self._paused_if_readable(dbname)}
         if config.database_queues():
             stopped = {app.broker_queue(queue, dbname) for dbname, queue in paused}
         else:

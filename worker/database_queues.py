@@ -40,7 +40,8 @@ class DatabaseQueues:
         if config.database_queues():
             wanted = {app.broker_queue(queue, dbname) for queue in self.base_queues for dbname in served}
         consumed = {queue.name for queue in consumer.task_consumer.queues}
-        for name in sorted(((wanted | self.stopped) - paused) - consumed):
+        resumable = self.stopped & (wanted | set(self.base_queues))  # not a dropped database's queue
+        for name in sorted(((wanted | resumable) - paused) - consumed):
             consumer.add_task_queue(name)
             _logger.info("celery_task: consuming %s", name)
         for name in sorted(consumed & paused):
@@ -49,5 +50,5 @@ class DatabaseQueues:
         for name in sorted((self.added - wanted) & consumed):
             consumer.cancel_task_queue(name)
             _logger.info("celery_task: no longer consuming %s (its database is no longer served)", name)
-        self.stopped = (self.stopped | (consumed & paused)) & paused
+        self.stopped = (resumable | (consumed & paused)) & paused
         self.added = wanted
